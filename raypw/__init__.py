@@ -1,0 +1,34 @@
+"""raypw: a pool of stateful workers on Ray, with a promise for every request."""
+
+from raypw.config import BatchingConfig, ServiceConfig, WorkerResources
+from raypw.errors import (
+    PromiseAbortedError,
+    RaypwError,
+    ResultTimeoutError,
+    ServiceNotRunningError,
+    ServiceStartError,
+    WorkerDiedError,
+)
+from raypw.processor import Processor
+from raypw.promise import Promise
+from raypw.promise_set import PromiseSet
+from raypw.service import ProcessorService
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BatchingConfig",
+    "Processor",
+    "ProcessorService",
+    "Promise",
+    "PromiseAbortedError",
+    "PromiseSet",
+    "RaypwError",
+    "ResultTimeoutError",
+    "ServiceConfig",
+    "ServiceNotRunningError",
+    "ServiceStartError",
+    "WorkerDiedError",
+    "WorkerResources",
+    "__version__",
+]

@@ -1,0 +1,79 @@
+"""Validated configuration of a :class:`~raypw.ProcessorService`.
+
+Every value is checked once, when the service is constructed, so a bad value fails at the
+call that made it and names the field (``parallel_workers``), never later inside Ray.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["BatchingConfig", "ServiceConfig", "WorkerResources"]
+
+
+class WorkerResources(BaseModel):
+    """Ray resources reserved by each processor worker.
+
+    ``None`` keeps Ray's own default for actors: one CPU is needed to place the worker,
+    none is held while it runs, so more workers than cores can run on a laptop.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    num_cpus: float | None = Field(default=None, ge=0)
+    num_gpus: float | None = Field(default=None, ge=0)
+    memory: int | None = Field(default=None, ge=0, description="Bytes of memory to reserve.")
+    resources: dict[str, float] | None = None
+    runtime_env: dict[str, Any] | None = None
+
+    def actor_options(self) -> dict[str, Any]:
+        """Returns the options for ``ActorClass.options()`` that are set."""
+        return self.model_dump(exclude_none=True)
+
+
+class BatchingConfig(BaseModel):
+    """How the coordinator groups queued requests into calls to a worker.
+
+    The coordinator measures how long one request takes and sends each idle worker as many
+    requests as fit in ``target_batch_seconds``: slow requests go one at a time, tiny ones by
+    the thousand. A user rarely needs to change these.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    target_batch_seconds: float = Field(default=0.02, gt=0, le=60)
+    max_batch_size: int = Field(default=4096, ge=1)
+
+
+class ServiceConfig(BaseModel):
+    """Everything a :class:`~raypw.ProcessorService` needs to start.
+
+    Raises:
+        pydantic.ValidationError: (a ``ValueError``) naming the field that is wrong.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    parallel_workers: int = Field(default=10, ge=1, strict=True)
+    processor_class_init_args: Sequence[Any] | Mapping[str, Any] | None = None
+    address: str | None = Field(
+        default=None,
+        description="Ray address to attach to; None uses RAY_ADDRESS or starts a local Ray.",
+    )
+    worker: WorkerResources = WorkerResources()
+    batching: BatchingConfig = BatchingConfig()
+    start_timeout: float = Field(default=120.0, gt=0, description="Seconds to wait for workers.")
+
+    def init_args(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Splits ``processor_class_init_args`` into positional and keyword arguments."""
+        args = self.processor_class_init_args
+        if args is None:
+            return (), {}
+        if isinstance(args, Mapping):
+            return (), dict(args)
+        if isinstance(args, (str, bytes)):
+            return (args,), {}
+        return tuple(args), {}

@@ -1,0 +1,434 @@
+"""The Coordinator: one actor per service that owns the queue and feeds the workers.
+
+::
+
+    clients (drivers)              Coordinator (async actor)              workers (N actors)
+    submit(ids, requests) ---->    WorkQueue: key -> item (dedup over     process_batch(batch)
+                                   all clients), FIFO of items     --->   -> (report, outcomes)
+    poll() <---- (outcomes ref, positions, ids) per dispatched batch
+    abort(ids) ---->               drop queued items; skip/cancel dispatched ones
+
+Each worker has one serving loop here: when the worker is idle, the loop takes the next batch
+from the shared queue (so workers compete for work), calls the worker, tells every client
+whose requests are in the batch where the outcomes will be (the batch's ``ObjectRef``), and
+awaits the small report to size the next batch. Outcomes go from the object store straight
+to the clients; the Coordinator never fetches them.
+
+:class:`WorkQueue` is plain Python and holds all the bookkeeping; :class:`Coordinator` adds the
+Ray calls. The Coordinator runs one event loop in one thread, so neither needs a lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Hashable, Sequence
+from typing import Any
+
+from raypw.batching import BatchSizer
+
+__all__ = ["Coordinator", "WorkQueue"]
+
+logger = logging.getLogger("raypw")
+
+# How long a client's poll() waits for news before returning empty-handed: short enough for a
+# client to notice a dead coordinator soon, long enough to cost nothing.
+POLL_SECONDS = 2.0
+
+
+class _Item:
+    """One distinct pending request and the (client, request id) pairs waiting for it."""
+
+    __slots__ = ("batch", "key", "position", "request", "subscribers")
+
+    def __init__(self, key: Hashable, request: Any, client: str, request_id: int) -> None:
+        self.key = key
+        self.request = request
+        self.subscribers: list[tuple[str, int]] = [(client, request_id)]
+        self.batch: _Batch | None = None  # set once dispatched
+        self.position = -1
+
+
+class _Batch:
+    """A batch sent to a worker."""
+
+    __slots__ = ("batch_id", "items", "outcome_ref", "report_ref", "worker")
+
+    def __init__(self, batch_id: int, worker: int, items: list[_Item]) -> None:
+        self.batch_id = batch_id
+        self.worker = worker
+        self.items = items
+        self.report_ref: Any = None
+        self.outcome_ref: Any = None
+
+    def live(self) -> bool:
+        """True while some client still waits for an item of this batch."""
+        return any(item.subscribers for item in self.items)
+
+
+class WorkQueue:
+    """The queue of distinct requests, deduplicated across all clients.
+
+    A request joins an equal one (same key) that is queued or running; the item is forgotten
+    when its batch finishes, so a later equal request is processed again.
+    """
+
+    def __init__(self) -> None:
+        self._queue: deque[_Item] = deque()
+        self._by_key: dict[Hashable, _Item] = {}
+        self._by_client: dict[str, dict[int, _Item]] = {}
+        self.queued = 0  # live items in the queue
+        self.deduplicated = 0
+
+    def __len__(self) -> int:
+        return self.queued
+
+    def add_client(self, client: str) -> None:
+        self._by_client.setdefault(client, {})
+
+    def add(
+        self,
+        client: str,
+        ids: Sequence[int],
+        requests: Sequence[Any],
+        keys: Sequence[Hashable] | None,
+    ) -> list[_Item]:
+        """Adds requests; returns the items joined that are already dispatched."""
+        mine = self._by_client.setdefault(client, {})
+        by_key = self._by_key
+        joined_running: list[_Item] = []
+        for index, request_id in enumerate(ids):
+            request = requests[index]
+            key = request if keys is None else keys[index]
+            item = by_key.get(key)
+            if item is None:
+                item = by_key[key] = _Item(key, request, client, request_id)
+                self._queue.append(item)
+                self.queued += 1
+            else:
+                item.subscribers.append((client, request_id))
+                self.deduplicated += 1
+                if item.batch is not None:
+                    joined_running.append(item)
+            mine[request_id] = item
+        return joined_running
+
+    def take(self, size: int) -> list[_Item]:
+        """Removes up to ``size`` live items from the front of the queue."""
+        taken: list[_Item] = []
+        queue = self._queue
+        while queue and len(taken) < size:
+            item = queue.popleft()
+            if item.subscribers:
+                taken.append(item)
+        self.queued -= len(taken)
+        return taken
+
+    def abort(self, client: str, ids: Sequence[int]) -> list[_Item]:
+        """Withdraws a client's requests; returns dispatched items nobody waits for now."""
+        mine = self._by_client.get(client, {})
+        orphaned: list[_Item] = []
+        for request_id in ids:
+            item = mine.pop(request_id, None)
+            if item is None:
+                continue  # finished already, or never sent
+            item.subscribers.remove((client, request_id))
+            if item.subscribers:
+                continue
+            if self._by_key.get(item.key) is item:
+                del self._by_key[item.key]  # an equal request queued later is processed anew
+            if item.batch is None:
+                self.queued -= 1  # stays in the deque; take() drops it
+            else:
+                orphaned.append(item)
+        return orphaned
+
+    def drop_client(self, client: str) -> list[_Item]:
+        """Withdraws every request of a client that went away."""
+        mine = self._by_client.get(client)
+        if not mine:
+            self._by_client.pop(client, None)
+            return []
+        orphaned = self.abort(client, list(mine))
+        del self._by_client[client]
+        return orphaned
+
+    def finish(self, items: list[_Item]) -> None:
+        """Forgets the items of a finished batch."""
+        by_key = self._by_key
+        by_client = self._by_client
+        for item in items:
+            if by_key.get(item.key) is item:
+                del by_key[item.key]
+            for client, request_id in item.subscribers:
+                mine = by_client.get(client)
+                if mine is not None:
+                    mine.pop(request_id, None)
+
+    def requeue_front(self, items: list[_Item]) -> None:
+        """Puts items back at the front of the queue, in order (their worker failed)."""
+        for item in reversed(items):
+            if item.subscribers:
+                item.batch = None
+                item.position = -1
+                self._queue.appendleft(item)
+                self.queued += 1
+
+
+class Coordinator:
+    """The service's coordinator actor: queue, dedup, dispatch and the clients' mailboxes.
+
+    Args:
+        processor_class: The user's :class:`~raypw.Processor` subclass.
+        init_args: Positional arguments for the processor's constructor.
+        init_kwargs: Keyword arguments for the processor's constructor.
+        parallel_workers: Number of workers.
+        worker_options: Ray actor options for each worker.
+        target_batch_seconds: See :class:`~raypw.config.BatchingConfig`.
+        max_batch_size: See :class:`~raypw.config.BatchingConfig`.
+    """
+
+    def __init__(
+        self,
+        processor_class: type,
+        init_args: tuple[Any, ...],
+        init_kwargs: dict[str, Any],
+        parallel_workers: int,
+        worker_options: dict[str, Any],
+        target_batch_seconds: float,
+        max_batch_size: int,
+    ) -> None:
+        self._processor_class = processor_class
+        self._init_args = init_args
+        self._init_kwargs = init_kwargs
+        self._parallel_workers = parallel_workers
+        self._worker_options = worker_options
+        self._queue = WorkQueue()
+        self._sizer = BatchSizer(target_batch_seconds, max_batch_size)
+        self._workers: list[Any] = []
+        self._running: dict[int, _Batch] = {}  # worker index -> its batch in flight
+        self._serving: list[asyncio.Task[None]] = []
+        self._work_ready: asyncio.Event | None = None
+        self._mailboxes: dict[str, list[tuple[Any, ...]]] = {}
+        self._mail: dict[str, asyncio.Event] = {}
+        self._next_batch_id = 0
+        self._processed = 0
+
+    async def start(self, timeout: float) -> list[int]:
+        """Starts the workers and waits until each processor is built.
+
+        Returns:
+            The process id of each worker.
+
+        Raises:
+            Exception: The processor constructor's exception, or a timeout; no worker is
+                left running.
+        """
+        import ray
+
+        from raypw.worker import remote_worker_class
+
+        self._work_ready = asyncio.Event()
+        actor_class = remote_worker_class()
+        options = {"scheduling_strategy": "SPREAD", "max_restarts": 0, **self._worker_options}
+        self._workers = [
+            actor_class.options(**options).remote(
+                self._processor_class, self._init_args, self._init_kwargs
+            )
+            for _ in range(self._parallel_workers)
+        ]
+        try:
+            pids = await asyncio.wait_for(
+                asyncio.gather(*(worker.ready.remote() for worker in self._workers)), timeout
+            )
+        except BaseException:
+            for worker in self._workers:
+                ray.kill(worker)
+            self._workers = []
+            raise
+        self._serving = [
+            asyncio.get_running_loop().create_task(self._serve(index))
+            for index in range(len(self._workers))
+        ]
+        return list(pids)
+
+    async def connect(self, client: str) -> None:
+        """Opens a mailbox for a client."""
+        self._queue.add_client(client)
+        self._mailboxes.setdefault(client, [])
+        self._mail.setdefault(client, asyncio.Event())
+
+    async def submit(
+        self,
+        client: str,
+        ids: list[int],
+        requests: list[Any],
+        keys: list[Any] | None = None,
+    ) -> None:
+        """Queues a client's requests (``keys`` default to the requests themselves)."""
+        if client not in self._mailboxes:
+            await self.connect(client)
+        joined = self._queue.add(client, ids, requests, keys)
+        for item in joined:  # equal to a request already running: point at its batch
+            batch = item.batch
+            assert batch is not None
+            request_id = item.subscribers[-1][1]
+            self._post(client, (batch.outcome_ref, [item.position], [request_id]))
+        if len(self._queue) and self._work_ready is not None:
+            self._work_ready.set()
+
+    async def abort(self, client: str, ids: list[int]) -> int:
+        """Withdraws requests; returns how many were dropped before they started.
+
+        Queued requests are dropped. Dispatched ones that nobody else waits for are skipped
+        by their worker if they have not started, and the batch is cancelled with
+        ``ray.cancel`` when none of its requests is wanted any more.
+        """
+        orphaned = self._queue.abort(client, ids)
+        return len(ids) - await self._skip(orphaned)
+
+    async def _skip(self, items: list[_Item]) -> int:
+        """Tells workers to skip items; returns how many had started already."""
+        import ray
+
+        by_batch: dict[int, tuple[_Batch, list[int]]] = {}
+        for item in items:
+            batch = item.batch
+            assert batch is not None
+            by_batch.setdefault(batch.batch_id, (batch, []))[1].append(item.position)
+        started = 0
+        for batch, positions in by_batch.values():
+            if self._running.get(batch.worker) is not batch:
+                started += len(positions)  # finished meanwhile
+                continue
+            late = await self._workers[batch.worker].skip.remote(batch.batch_id, positions)
+            started += len(late)
+            if late and not batch.live():
+                ray.cancel(batch.report_ref)  # lets a cooperative process() see is_canceled()
+        return started
+
+    async def poll(self, client: str, timeout: float = POLL_SECONDS) -> list[tuple[Any, ...]]:
+        """Returns a client's news, waiting up to ``timeout`` seconds for some.
+
+        Each entry is ``(outcome_ref, positions, ids)``: the requests ``ids`` are at
+        ``positions`` of the batch whose outcomes ``outcome_ref`` will hold; or
+        ``(None, ids, error)``: those requests failed with ``error``.
+        """
+        mailbox = self._mailboxes.get(client)
+        if mailbox is None:
+            return []
+        if not mailbox:
+            mail = self._mail[client]
+            mail.clear()
+            try:
+                await asyncio.wait_for(mail.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+        news = self._mailboxes.get(client, [])
+        if news:
+            self._mailboxes[client] = []
+        return news
+
+    async def disconnect(self, client: str) -> None:
+        """Forgets a client and withdraws whatever it still waits for."""
+        await self._skip(self._queue.drop_client(client))
+        self._mailboxes.pop(client, None)
+        mail = self._mail.pop(client, None)
+        if mail is not None:
+            mail.set()
+
+    async def stats(self) -> dict[str, int]:
+        """Returns counters: queued, running, processed, deduplicated, workers."""
+        return {
+            "queued": len(self._queue),
+            "running": sum(len(batch.items) for batch in self._running.values()),
+            "processed": self._processed,
+            "deduplicated": self._queue.deduplicated,
+            "workers": len(self._workers),
+        }
+
+    async def shutdown(self) -> None:
+        """Stops serving and ends the workers."""
+        import ray
+
+        for task in self._serving:
+            task.cancel()
+        for worker in self._workers:
+            ray.kill(worker)
+        self._workers = []
+        for client in list(self._mail):
+            self._mail[client].set()
+
+    def _post(self, client: str, news: tuple[Any, ...]) -> None:
+        mailbox = self._mailboxes.get(client)
+        if mailbox is None:
+            return
+        mailbox.append(news)
+        self._mail[client].set()
+
+    async def _serve(self, index: int) -> None:
+        """Feeds one worker: take a batch when idle, send it, await its report, repeat."""
+        from ray.exceptions import RayActorError, TaskCancelledError
+
+        from raypw.errors import WorkerDiedError
+
+        worker = self._workers[index]
+        work_ready = self._work_ready
+        assert work_ready is not None
+        while True:
+            size = self._sizer.next_size(len(self._queue), len(self._workers))
+            items = self._queue.take(size)
+            if not items:
+                work_ready.clear()
+                await work_ready.wait()
+                continue
+            if len(self._queue):
+                work_ready.set()  # let idle siblings take the rest
+            batch = self._dispatch(index, worker, items)
+            try:
+                seconds, processed = await batch.report_ref
+            except TaskCancelledError:
+                pass
+            except RayActorError as exc:
+                error = WorkerDiedError(f"worker {index} died: {exc}")
+                self._fail(batch.items, error)
+                self._running.pop(index, None)
+                self._queue.finish(batch.items)
+                logger.error("raypw worker %d died; its requests failed", index)
+                return
+            else:
+                self._sizer.record(seconds, processed)
+                self._processed += processed
+            self._running.pop(index, None)
+            self._queue.finish(batch.items)
+
+    def _dispatch(self, index: int, worker: Any, items: list[_Item]) -> _Batch:
+        batch_id = self._next_batch_id
+        self._next_batch_id += 1
+        batch = _Batch(batch_id, index, items)
+        batch.report_ref, batch.outcome_ref = worker.process_batch.remote(
+            batch_id, [item.request for item in items]
+        )
+        self._running[index] = batch
+        news: dict[str, tuple[list[int], list[int]]] = {}
+        for position, item in enumerate(items):
+            item.batch = batch
+            item.position = position
+            for client, request_id in item.subscribers:
+                entry = news.get(client)
+                if entry is None:
+                    entry = news[client] = ([], [])
+                entry[0].append(position)
+                entry[1].append(request_id)
+        for client, (positions, ids) in news.items():
+            self._post(client, (batch.outcome_ref, positions, ids))
+        return batch
+
+    def _fail(self, items: list[_Item], error: BaseException) -> None:
+        news: dict[str, list[int]] = {}
+        for item in items:
+            for client, request_id in item.subscribers:
+                news.setdefault(client, []).append(request_id)
+        for client, ids in news.items():
+            self._post(client, (None, ids, error))

@@ -1,0 +1,69 @@
+"""Errors raised by raypw.
+
+The hierarchy keeps the standard library's bases, so ``except TimeoutError`` and
+``except RuntimeError`` work as a user expects::
+
+    RaypwError(Exception)
+    ├── ServiceNotRunningError(RaypwError, RuntimeError)  queue_request() before start() / after stop()
+    ├── ServiceStartError(RaypwError, RuntimeError)       start() could not bring the workers up
+    ├── PromiseAbortedError(RaypwError)                   get_result() on an aborted promise
+    ├── ResultTimeoutError(RaypwError, TimeoutError)      get_result / select / wait_for_all ran out of time
+    └── WorkerDiedError(RaypwError)                       the worker or coordinator holding a request died
+
+Exceptions raised by a processor's ``process()`` are not wrapped in these: ``get_result()``
+re-raises them as the user's own class (an instance of both Ray's ``RayTaskError`` and the
+original class) with the remote traceback in the message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "PromiseAbortedError",
+    "RaypwError",
+    "ResultTimeoutError",
+    "ServiceNotRunningError",
+    "ServiceStartError",
+    "WorkerDiedError",
+]
+
+
+class RaypwError(Exception):
+    """Base class of every error raised by raypw itself."""
+
+
+class ServiceNotRunningError(RaypwError, RuntimeError):
+    """The service is not running: ``start()`` was not called yet, or ``stop()`` was."""
+
+
+class ServiceStartError(RaypwError, RuntimeError):
+    """``start()`` could not bring the coordinator or the processor workers up."""
+
+
+class PromiseAbortedError(RaypwError):
+    """The promise was aborted, so it has no result.
+
+    Attributes:
+        request: The request whose promise was aborted.
+    """
+
+    def __init__(self, message: str, request: Any = None) -> None:
+        super().__init__(message)
+        self.request = request
+
+
+class ResultTimeoutError(RaypwError, TimeoutError):
+    """A wait ran out of time; the requests it waited for keep running."""
+
+
+class WorkerDiedError(RaypwError):
+    """The actor that held a request died before the request finished.
+
+    Attributes:
+        request: The request that was lost with the actor.
+    """
+
+    def __init__(self, message: str, request: Any = None) -> None:
+        super().__init__(message)
+        self.request = request

@@ -1,0 +1,217 @@
+"""The promise of one request's result.
+
+A :class:`Promise` is a small record that the service fills when the batch carrying its
+request comes back. All promise state changes under one lock (:data:`STATE_LOCK`), taken once
+per batch rather than once per promise, so a million promises stay cheap. Blocking waits use
+an event created only for a promise someone actually blocks on.
+
+States: ``PENDING`` -> ``DONE`` | ``FAILED`` | ``ABORTED``; the last three are final.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from raypw.errors import PromiseAbortedError, ResultTimeoutError
+
+if TYPE_CHECKING:
+    from raypw.promise_set import _Waiter
+
+__all__ = ["Promise"]
+
+ResultT = TypeVar("ResultT")
+
+#: Guards the state of every promise and the client tables that point at promises.
+STATE_LOCK = threading.RLock()
+
+PENDING = 0
+DONE = 1
+FAILED = 2
+ABORTED = 3
+_STATE_NAMES = {PENDING: "pending", DONE: "done", FAILED: "failed", ABORTED: "aborted"}
+
+_sequence = 0  # completion counter: orders promises that finished before a select() began
+
+
+class _Owner:
+    """What a promise needs from the service that made it (see ``raypw.client``)."""
+
+    def abort(self, promise: Promise[Any]) -> bool:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class Promise(Generic[ResultT]):
+    """The future result of a request queued with ``ProcessorService.queue_request``.
+
+    Equal requests queued while one is pending share one promise. A promise is safe to use
+    from any thread.
+
+    Attributes:
+        request: The request this promise stands for.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_callbacks",
+        "_event",
+        "_id",
+        "_key",
+        "_owner",
+        "_seq",
+        "_shares",
+        "_state",
+        "_value",
+        "_waiters",
+        "request",
+    )
+
+    def __init__(self, request: Any, owner: _Owner | None = None, key: Any = None, id_: int = 0):
+        self.request = request
+        self._owner = owner
+        self._key = key
+        self._id = id_
+        self._state = PENDING
+        self._value: Any = None
+        self._seq = 0
+        self._shares = 1
+        self._event: threading.Event | None = None
+        self._waiters: list[_Waiter] | None = None
+        self._callbacks: list[Callable[[Promise[Any]], object]] | None = None
+
+    def get_result(self, timeout: float | None = None) -> ResultT:
+        """Blocks until the request is processed and returns its result.
+
+        Args:
+            timeout: Seconds to wait at most; ``None`` waits as long as it takes.
+
+        Returns:
+            What the processor's ``process()`` returned for this request.
+
+        Raises:
+            ResultTimeoutError: (a ``TimeoutError``) the result did not come in time; the
+                request keeps running and a later call can still get it.
+            PromiseAbortedError: the promise was aborted.
+            WorkerDiedError: the worker or the service died before the request finished.
+            Exception: whatever ``process()`` raised, as the same class, with the remote
+                traceback in its message.
+        """
+        if self._state == PENDING:
+            with STATE_LOCK:
+                event = self._event
+                if self._state == PENDING and event is None:
+                    event = self._event = threading.Event()
+            if event is not None and not event.wait(timeout):
+                raise ResultTimeoutError(
+                    f"the result of {_short(self.request)} did not come within {timeout} s"
+                )
+        return self._outcome()
+
+    def result(self, timeout: float | None = None) -> ResultT:
+        """Same as :meth:`get_result`, under the ``concurrent.futures`` name."""
+        return self.get_result(timeout)
+
+    def abort(self) -> bool:
+        """Aborts the request unless it is finished.
+
+        A request that has not started is never processed. One that is running is cancelled
+        with ``ray.cancel`` (Ray sets ``is_canceled()`` for it; it cannot stop Python code
+        that is running) and its result is dropped. Either way the promise is aborted at once:
+        ``get_result()`` raises :class:`~raypw.PromiseAbortedError`.
+
+        A promise handed out k times by deduplication is aborted by its k-th ``abort()``; the
+        earlier calls only withdraw one interest each and return False.
+
+        Returns:
+            True if this call aborted the promise; False if it was already finished (done,
+            failed or aborted) or other callers still wait for it.
+        """
+        owner = self._owner
+        if owner is None:
+            return self._abort_locally()
+        return owner.abort(self)
+
+    def _abort_locally(self) -> bool:
+        notes = Notes()
+        with STATE_LOCK:
+            if self._state != PENDING:
+                return False
+            settle(self, ABORTED, None, notes)
+        notes.notify()
+        return True
+
+    def is_aborted(self) -> bool:
+        """Returns True if the promise was aborted."""
+        return self._state == ABORTED
+
+    def done(self) -> bool:
+        """Returns True if the promise is finished: done, failed or aborted."""
+        return self._state != PENDING
+
+    def _outcome(self) -> ResultT:
+        state = self._state
+        if state == DONE:
+            return self._value  # type: ignore[no-any-return]
+        if state == FAILED:
+            raise _raisable(self._value)
+        if state == ABORTED:
+            raise PromiseAbortedError(f"{_short(self.request)} was aborted", self.request)
+        raise AssertionError("a pending promise has no outcome")  # pragma: no cover
+
+    def __repr__(self) -> str:
+        return f"<Promise {_STATE_NAMES[self._state]} request={_short(self.request)}>"
+
+
+def _raisable(error: BaseException) -> BaseException:
+    """Turns a stored error into the exception to raise, as the user's own class if remote."""
+    as_cause = getattr(error, "as_instanceof_cause", None)
+    if as_cause is not None:
+        raised: BaseException = as_cause()
+        return raised
+    return error
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class Notes:
+    """What settling promises under the lock owes to others once the lock is released."""
+
+    __slots__ = ("callbacks", "events", "waiters")
+
+    def __init__(self) -> None:
+        self.events: list[threading.Event] = []
+        self.waiters: dict[_Waiter, list[Promise[Any]]] = {}
+        self.callbacks: list[tuple[Callable[[Promise[Any]], object], Promise[Any]]] = []
+
+    def notify(self) -> None:
+        """Wakes blocked ``get_result`` calls and ``select`` loops (callbacks are left)."""
+        for event in self.events:
+            event.set()
+        for waiter, promises in self.waiters.items():
+            waiter.add(promises)
+
+
+def settle(promise: Promise[Any], state: int, value: Any, notes: Notes) -> None:
+    """Moves a pending promise to a final state. Call with :data:`STATE_LOCK` held."""
+    global _sequence
+    promise._state = state
+    promise._value = value
+    _sequence += 1
+    promise._seq = _sequence
+    if promise._event is not None:
+        notes.events.append(promise._event)
+    if promise._waiters is not None:
+        for waiter in promise._waiters:
+            found = notes.waiters.get(waiter)
+            if found is None:
+                notes.waiters[waiter] = [promise]
+            else:
+                found.append(promise)
+        promise._waiters = None
+    if promise._callbacks is not None:
+        notes.callbacks.extend((callback, promise) for callback in promise._callbacks)
+        promise._callbacks = None

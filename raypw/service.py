@@ -1,0 +1,327 @@
+"""ProcessorService: a pool of stateful Ray workers with a promise for every request.
+
+::
+
+    your program                             Ray
+    ------------                             ---
+    ProcessorService.start()
+      ray.init() if Ray is not running  -->  Coordinator actor (one per service)
+                                               starts N worker actors, each building one
+                                               Processor instance
+    queue_request(r) -> Promise
+      Client: local dedup + outbox      -->  Coordinator.submit: dedup over all clients,
+                                               FIFO queue of distinct requests
+                                             idle worker <- next batch (sized to ~20 ms)
+      collector thread: ray.wait over   <--  batch ObjectRefs: one ray.get per batch
+        the few in-flight batch refs,
+        settles promises, wakes select()
+        and runs completed_callbacks
+    stop(): finish queued work (or abort it), end the actors; shut down Ray only if
+            start() started it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Generic
+
+from raypw.client import Client
+from raypw.config import BatchingConfig, ServiceConfig, WorkerResources
+from raypw.errors import ServiceNotRunningError, ServiceStartError
+from raypw.processor import Processor, RequestT, ResultT
+from raypw.promise import Promise
+
+__all__ = ["ProcessorService"]
+
+logger = logging.getLogger("raypw")
+
+_NEW, _RUNNING, _STOPPED = "new", "running", "stopped"
+
+# Services started in this process that started Ray themselves share it; the last one to
+# stop shuts it down. Guarded by _ray_lock.
+_ray_lock = threading.Lock()
+_ray_users = 0
+_ray_started_here = False
+
+
+class ProcessorService(Generic[RequestT, ResultT]):
+    """Runs ``parallel_workers`` Ray actors, each with one instance of ``processor_class``.
+
+    Workers compete for queued requests until all are processed. Every ``queue_request``
+    returns a :class:`~raypw.Promise` at once.
+
+    Args:
+        processor_class: A :class:`~raypw.Processor` subclass.
+        parallel_workers: Number of worker actors.
+        processor_class_init_args: Arguments for each processor's constructor: a sequence
+            (positional) or a mapping (keyword); None for none.
+        key: Function giving a request's dedup key; by default the request itself, which must
+            then be hashable. Requests with equal keys share one promise while pending.
+        address: Ray address to attach to. None attaches to ``RAY_ADDRESS`` if set, else to a
+            running Ray in this process, else starts a local Ray.
+        worker: Ray resources of each worker (a :class:`~raypw.config.WorkerResources` or a
+            dict of its fields).
+        batching: Batching policy (a :class:`~raypw.config.BatchingConfig` or a dict).
+        start_timeout: Seconds ``start()`` waits for the workers to be built.
+
+    Raises:
+        pydantic.ValidationError: (a ``ValueError``) an argument is invalid; the message names
+            it.
+        TypeError: ``processor_class`` is not a ``Processor`` subclass.
+
+    Example:
+        >>> with ProcessorService(ExampleProcessor, parallel_workers=2) as svc:  # doctest: +SKIP
+        ...     print(svc.queue_request("hola").get_result())
+    """
+
+    def __init__(
+        self,
+        processor_class: type[Processor[RequestT, ResultT]],
+        parallel_workers: int = 10,
+        processor_class_init_args: Sequence[Any] | Mapping[str, Any] | None = None,
+        *,
+        key: Callable[[RequestT], Hashable] | None = None,
+        address: str | None = None,
+        worker: WorkerResources | Mapping[str, Any] | None = None,
+        batching: BatchingConfig | Mapping[str, Any] | None = None,
+        start_timeout: float = 120.0,
+    ) -> None:
+        if not (isinstance(processor_class, type) and issubclass(processor_class, Processor)):
+            raise TypeError(
+                f"processor_class must be a subclass of raypw.Processor, got {processor_class!r}"
+            )
+        if key is not None and not callable(key):
+            raise TypeError(f"key must be a function of the request, got {key!r}")
+        fields: dict[str, Any] = {
+            "parallel_workers": parallel_workers,
+            "processor_class_init_args": processor_class_init_args,
+            "address": address,
+            "start_timeout": start_timeout,
+        }
+        if worker is not None:
+            fields["worker"] = worker
+        if batching is not None:
+            fields["batching"] = batching
+        self.config = ServiceConfig.model_validate(fields)
+        self.processor_class = processor_class
+        self._key = key
+        self._lock = threading.Lock()  # lifecycle
+        self._state = _NEW
+        self._coordinator: Any = None
+        self._client: Client | None = None
+        self._uses_our_ray = False
+        self.worker_pids: list[int] = []
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> ProcessorService[RequestT, ResultT]:
+        """Starts the coordinator and the workers and waits until every processor is built.
+
+        Calls ``ray.init()`` first if Ray is not running in this process (honouring
+        ``address`` and ``RAY_ADDRESS``).
+
+        Returns:
+            The service itself, so ``svc = ProcessorService(...).start()`` works.
+
+        Raises:
+            ServiceStartError: a processor constructor raised (the message names the class and
+                the cause) or the workers could not be placed in time. No actor is left.
+            RuntimeError: the service was started before.
+        """
+        with self._lock:
+            if self._state != _NEW:
+                raise RuntimeError(f"the service is {self._state}; a service starts only once")
+            self._use_ray()
+            try:
+                self._coordinator, self.worker_pids = self._start_coordinator()
+                self._client = Client(self._coordinator, self._key)
+                self._client.open()
+            except BaseException:
+                self._end_actors()
+                self._release_ray()
+                raise
+            self._state = _RUNNING
+        logger.info(
+            "raypw service started: %d x %s", len(self.worker_pids), self.processor_class.__name__
+        )
+        return self
+
+    def _use_ray(self) -> None:
+        global _ray_users, _ray_started_here
+        import ray
+
+        with _ray_lock:
+            if not ray.is_initialized():
+                ray.init(address=self.config.address, logging_level=logging.WARNING)
+                _ray_started_here = True
+                _ray_users = 0
+            if _ray_started_here:
+                _ray_users += 1
+                self._uses_our_ray = True
+
+    def _release_ray(self) -> None:
+        global _ray_users, _ray_started_here
+        import ray
+
+        with _ray_lock:
+            if not self._uses_our_ray:
+                return
+            self._uses_our_ray = False
+            _ray_users -= 1
+            if _ray_users == 0 and _ray_started_here:
+                _ray_started_here = False
+                ray.shutdown()
+
+    def _start_coordinator(self) -> tuple[Any, list[int]]:
+        import ray
+
+        from raypw.coordinator import Coordinator
+
+        config = self.config
+        args, kwargs = config.init_args()
+        actor_class = ray.remote(num_cpus=0, max_concurrency=1000)(Coordinator)
+        coordinator = actor_class.remote(
+            self.processor_class,
+            args,
+            kwargs,
+            config.parallel_workers,
+            config.worker.actor_options(),
+            config.batching.target_batch_seconds,
+            config.batching.max_batch_size,
+        )
+        self._coordinator = coordinator
+        try:
+            pids = ray.get(coordinator.start.remote(config.start_timeout))
+        except Exception as exc:
+            cause = getattr(exc, "cause", None) or exc
+            raise ServiceStartError(
+                f"could not start {config.parallel_workers} worker(s) of "
+                f"{self.processor_class.__qualname__}: {_describe(cause)}"
+            ) from exc
+        return coordinator, pids
+
+    def stop(self, wait: bool = True, timeout: float | None = None) -> None:
+        """Stops the service. Safe to call more than once, and before ``start()``.
+
+        Args:
+            wait: True lets every queued request finish first; False stops at once and
+                aborts whatever is pending (``get_result()`` then raises
+                :class:`~raypw.PromiseAbortedError`).
+            timeout: With ``wait``, seconds to wait at most before aborting the rest.
+        """
+        with self._lock:
+            if self._state == _STOPPED:
+                return
+            previous, self._state = self._state, _STOPPED
+            if previous == _NEW:
+                return
+            if self._client is not None:
+                self._client.close(wait=wait, timeout=timeout)
+            self._end_actors()
+            self._release_ray()
+        logger.info("raypw service stopped")
+
+    def _end_actors(self) -> None:
+        import ray
+
+        coordinator, self._coordinator = self._coordinator, None
+        if coordinator is None:
+            return
+        try:
+            ray.get(coordinator.shutdown.remote(), timeout=10)
+        except Exception:
+            logger.debug("coordinator shutdown failed", exc_info=True)
+        ray.kill(coordinator)
+
+    def __enter__(self) -> ProcessorService[RequestT, ResultT]:
+        if self._state == _NEW:
+            self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Stops the service: waits for queued work, or aborts it if the block raised."""
+        self.stop(wait=exc_type is None)
+
+    @property
+    def running(self) -> bool:
+        """True between ``start()`` and ``stop()``."""
+        return self._state == _RUNNING
+
+    # -- requests --------------------------------------------------------------------------
+
+    def queue_request(
+        self,
+        request: RequestT,
+        completed_callback: Callable[[Promise[ResultT]], object] | None = None,
+    ) -> Promise[ResultT]:
+        """Queues one request and returns its promise at once. Thread-safe.
+
+        An equal request (same key) still pending returns the same promise and is not
+        processed again.
+
+        Args:
+            request: Any picklable object; hashable unless the service has a ``key``.
+            completed_callback: Called with the promise from a background thread as soon as
+                the request finishes (also when it fails or is aborted). Exceptions it raises
+                are logged.
+
+        Returns:
+            The request's promise.
+
+        Raises:
+            ServiceNotRunningError: before ``start()`` or after ``stop()``.
+            TypeError: the request is unhashable (pass ``key=`` to the service) or cannot be
+                pickled. Nothing else is affected.
+        """
+        return self._running_client().queue((request,), completed_callback)[0]
+
+    def queue_requests(
+        self,
+        requests: Iterable[RequestT],
+        completed_callback: Callable[[Promise[ResultT]], object] | None = None,
+    ) -> list[Promise[ResultT]]:
+        """Queues many requests at once, the fast path; one promise per request, in order.
+
+        The requests are checked first: if one is unhashable or unpicklable, a ``TypeError``
+        is raised and none is queued. Otherwise as :meth:`queue_request`.
+        """
+        return self._running_client().queue(requests, completed_callback)
+
+    def _running_client(self) -> Client:
+        client = self._client
+        if client is None:
+            raise ServiceNotRunningError(
+                "the service is not running: call start() first (or use it as a context manager)"
+            )
+        return client
+
+    def stats(self) -> dict[str, int]:
+        """Returns a snapshot of counters: queued, running, processed, deduplicated, workers,
+        and pending (promises of this program not finished yet)."""
+        import ray
+
+        if self._coordinator is None or self._client is None:
+            raise ServiceNotRunningError("the service is not running")
+        counters: dict[str, int] = ray.get(self._coordinator.stats.remote())
+        counters["pending"] = self._client.pending
+        return counters
+
+    def __repr__(self) -> str:
+        return (
+            f"<ProcessorService {self.processor_class.__name__} "
+            f"workers={self.config.parallel_workers} {self._state}>"
+        )
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    last = text[-1] if text else ""
+    return f"{type(error).__name__}: {last}" if last else type(error).__name__

@@ -1,0 +1,165 @@
+"""The processor worker: one Ray actor holding one :class:`~raypw.Processor` instance.
+
+The coordinator sends each worker a batch of requests at a time (``process_batch``) and, on
+a second, independent channel, the positions of requests to skip because they were aborted
+(``skip``). A batch call returns two objects: a small report the coordinator awaits to
+schedule the next batch, and the outcomes, which the clients fetch straight from the
+object store without passing through the coordinator.
+
+The class is plain Python; :func:`remote_worker_class` makes it a Ray actor with two
+concurrency groups, so ``skip`` is answered while a batch runs, and batches run one at a
+time, so the processor never sees two requests at once.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import threading
+import time
+import traceback
+from typing import Any
+
+import ray
+
+__all__ = ["BatchOutcome", "BatchReport", "remote_worker_class"]
+
+# A batch's outcomes: the result per position (None where it failed or was skipped) and the
+# errors by position (a RayTaskError carrying the remote traceback), or None if none failed.
+BatchOutcome = tuple[list[Any], "dict[int, Any] | None"]
+# What the coordinator needs from a finished batch: seconds spent processing, and how many
+# requests were processed (skipped ones excluded).
+BatchReport = tuple[float, int]
+
+# How many finished batch ids a worker remembers to answer a late ``skip`` correctly. The
+# coordinator keeps one batch in flight per worker, so a handful would do.
+_RECENT_BATCHES = 64
+
+
+class _Worker:
+    """Runs batches of requests through one processor instance."""
+
+    def __init__(
+        self, processor_class: type, init_args: tuple[Any, ...], init_kwargs: dict[str, Any]
+    ) -> None:
+        self._processor = processor_class(*init_args, **init_kwargs)
+        # Whether the class overrides process_batch (vectorised) or we call process per item.
+        self._vectorised = _overrides_process_batch(processor_class)
+        self._lock = threading.Lock()
+        self._current: int | None = None  # batch id running now
+        self._position = -1  # position in the current batch that started last
+        self._skips: dict[int, set[int]] = {}  # batch id -> positions to skip
+        self._finished: collections.deque[int] = collections.deque(maxlen=_RECENT_BATCHES)
+
+    @ray.method(concurrency_group="control")
+    def ready(self) -> int:
+        """Answers once the processor is built; returns this worker's process id."""
+        return os.getpid()
+
+    @ray.method(concurrency_group="work", num_returns=2)
+    def process_batch(self, batch_id: int, requests: list[Any]) -> tuple[BatchReport, BatchOutcome]:
+        """Processes a batch, skipping positions aborted before they started."""
+        started = time.perf_counter()
+        with self._lock:
+            self._current = batch_id
+            self._position = -1
+            skip = self._skips.pop(batch_id, None)
+            if skip is None:
+                skip = self._skips[batch_id] = set()
+            else:
+                self._skips[batch_id] = skip
+        try:
+            if self._vectorised:
+                outcome = self._run_vectorised(batch_id, requests, skip)
+            else:
+                outcome = self._run_each(requests, skip)
+        finally:
+            with self._lock:
+                self._skips.pop(batch_id, None)
+                self._current = None
+                self._finished.append(batch_id)
+        processed = len(requests) - len(skip)
+        return (time.perf_counter() - started, processed), outcome
+
+    def _run_each(self, requests: list[Any], skip: set[int]) -> BatchOutcome:
+        process = self._processor.process
+        lock = self._lock
+        results: list[Any] = [None] * len(requests)
+        errors: dict[int, Any] | None = None
+        for position, request in enumerate(requests):
+            with lock:
+                self._position = position
+                if position in skip:
+                    continue
+            try:
+                results[position] = process(request)
+            except Exception as exc:  # the user's error goes to this request's promise only
+                if errors is None:
+                    errors = {}
+                errors[position] = _remote_error(exc, "process")
+        return results, errors
+
+    def _run_vectorised(self, batch_id: int, requests: list[Any], skip: set[int]) -> BatchOutcome:
+        with self._lock:
+            # All requests start together: later skips are too late.
+            self._position = len(requests) - 1
+            positions = [i for i in range(len(requests)) if i not in skip]
+        results: list[Any] = [None] * len(requests)
+        try:
+            values = self._processor.process_batch([requests[i] for i in positions])
+            if len(values) != len(positions):
+                raise ValueError(
+                    f"process_batch returned {len(values)} results for {len(positions)} requests"
+                )
+        except Exception as exc:
+            error = _remote_error(exc, "process_batch")
+            return results, dict.fromkeys(positions, error)
+        for position, value in zip(positions, values):
+            results[position] = value
+        return results, None
+
+    @ray.method(concurrency_group="control")
+    def skip(self, batch_id: int, positions: list[int]) -> list[int]:
+        """Marks positions of a batch as aborted; returns those that had already started."""
+        with self._lock:
+            if batch_id in self._finished:
+                return list(positions)
+            if batch_id == self._current:
+                late = [p for p in positions if p <= self._position]
+                self._skips[batch_id].update(p for p in positions if p > self._position)
+                return late
+            # The batch has not arrived yet: it will skip them when it does.
+            self._skips.setdefault(batch_id, set()).update(positions)
+            return []
+
+
+def _overrides_process_batch(processor_class: type) -> bool:
+    from raypw.processor import Processor
+
+    return getattr(processor_class, "process_batch", None) is not Processor.process_batch
+
+
+def _remote_error(exc: Exception, function_name: str) -> Any:
+    """Wraps ``exc`` with its traceback so the client re-raises it as the user's class."""
+    from ray.exceptions import RayTaskError
+
+    return RayTaskError(
+        function_name,
+        traceback.format_exc(),
+        exc,
+        proctitle=f"raypw worker {os.getpid()}",
+        pid=os.getpid(),
+        ip=_node_ip(),
+    )
+
+
+def _node_ip() -> str:
+    try:
+        return str(ray.util.get_node_ip_address())
+    except Exception:  # outside Ray (unit tests): the address is only informative
+        return "127.0.0.1"
+
+
+def remote_worker_class() -> Any:
+    """Returns :class:`_Worker` as a Ray actor class with its two concurrency groups."""
+    return ray.remote(concurrency_groups={"work": 1, "control": 1})(_Worker)
