@@ -96,7 +96,7 @@ class _Worker:
             except Exception as exc:  # the user's error goes to this request's promise only
                 if errors is None:
                     errors = {}
-                errors[position] = _remote_error(exc, "process")
+                errors[position] = self._error(exc, "process")
         return results, errors
 
     def _run_vectorised(self, batch_id: int, requests: list[Any], skip: set[int]) -> BatchOutcome:
@@ -112,11 +112,14 @@ class _Worker:
                     f"process_batch returned {len(values)} results for {len(positions)} requests"
                 )
         except Exception as exc:
-            error = _remote_error(exc, "process_batch")
+            error = self._error(exc, "process_batch")
             return results, dict.fromkeys(positions, error)
         for position, value in zip(positions, values):
             results[position] = value
         return results, None
+
+    def _error(self, exc: Exception, function_name: str) -> Any:
+        return _remote_error(exc, f"{type(self._processor).__qualname__}.{function_name}")
 
     @ray.method(concurrency_group="control")
     def skip(self, batch_id: int, positions: list[int]) -> list[int]:
@@ -147,7 +150,7 @@ def _remote_error(exc: Exception, function_name: str) -> Any:
         function_name,
         traceback.format_exc(),
         exc,
-        proctitle=f"raypw worker {os.getpid()}",
+        proctitle=f"raypw::{function_name}",
         pid=os.getpid(),
         ip=_node_ip(),
     )

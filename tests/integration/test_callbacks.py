@@ -1,0 +1,76 @@
+"""Behaviour 4: callbacks, in the caller's thread or from a background thread."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from raypw import PromiseSet
+from tests.integration.processors import Recorder
+
+
+def test_wait_for_all_calls_back_in_callers_thread_in_arrival_order(make_service):
+    service = make_service(Recorder, parallel_workers=3)
+    promises = service.queue_requests(["a:1.2", "b:0.1", "c:0.6"])
+    calls = []
+
+    def on_done(promise):
+        calls.append((promise.request, threading.get_ident()))
+
+    PromiseSet(promises + [promises[0]]).wait_for_all(timeout=30, completed_callback=on_done)
+    assert calls == [(r, threading.get_ident()) for r in ["b:0.1", "c:0.6", "a:1.2"]]
+
+
+def test_queue_request_callback_runs_in_background_thread_once_each(make_service):
+    service = make_service(Recorder, parallel_workers=2)
+    calls = []
+    all_called = threading.Event()
+
+    def on_done(promise):
+        calls.append((promise.request, threading.get_ident(), promise.done()))
+        if len(calls) == 5:
+            all_called.set()
+
+    promises = [service.queue_request(f"r{i}", on_done) for i in range(5)]
+    assert all_called.wait(30)
+    PromiseSet(promises).wait_for_all(timeout=30)
+    assert sorted(c[0] for c in calls) == [f"r{i}" for i in range(5)]
+    assert all(c[1] != threading.get_ident() and c[2] for c in calls)
+
+
+def test_callback_runs_as_soon_as_its_request_finishes(make_service):
+    service = make_service(Recorder, parallel_workers=2)
+    quick_called = threading.Event()
+    slow = service.queue_request("slow:3")
+    service.queue_request("quick", lambda p: quick_called.set())
+    assert quick_called.wait(2.5)
+    assert not slow.done()
+
+
+def test_failing_callback_is_logged_and_others_still_run(make_service, caplog):
+    service = make_service(Recorder, parallel_workers=2)
+    caplog.set_level(logging.ERROR, logger="raypw")
+    good = []
+    done = threading.Event()
+
+    def bad(promise):
+        raise RuntimeError("callback bug")
+
+    def fine(promise):
+        good.append(promise.request)
+        if len(good) == 3:
+            done.set()
+
+    promises = [service.queue_request(f"x{i}", bad) for i in range(3)]
+    promises += [service.queue_request(f"y{i}", fine) for i in range(3)]
+    assert done.wait(30)
+    single_thread = []
+
+    def bad_then_record(promise):
+        single_thread.append(promise.request)
+        raise ValueError("boom")
+
+    PromiseSet(promises).wait_for_all(timeout=30, completed_callback=bad_then_record)
+    assert len(single_thread) == 6
+    assert "callback bug" in caplog.text and "boom" in caplog.text
+    assert service.queue_request("still serving").get_result(timeout=30)["request"] == "still serving"

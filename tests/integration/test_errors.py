@@ -1,0 +1,33 @@
+"""Behaviour 6: an exception in process() reaches only its own promise."""
+
+from __future__ import annotations
+
+import pytest
+
+from raypw import PromiseSet
+from tests.integration.processors import Recorder
+
+
+def test_process_error_is_reraised_as_its_class_with_remote_traceback(make_service):
+    service = make_service(Recorder, parallel_workers=2)
+    promises = service.queue_requests(["ok1", "fail:0", "ok2", "fail:1", "ok3"])
+    PromiseSet(promises).wait_for_all(timeout=30)
+    with pytest.raises(ValueError, match="cannot process fail:0") as caught:
+        promises[1].get_result()
+    text = str(caught.value)
+    assert "Recorder.process()" in text  # where it ran
+    assert 'processors.py", line' in text and "in process" in text  # the remote frames
+    assert 'raise ValueError(f"cannot process {request}")' in text
+    with pytest.raises(ValueError):
+        promises[3].get_result()
+    assert [promises[i].get_result()["request"] for i in (0, 2, 4)] == ["ok1", "ok2", "ok3"]
+
+
+def test_worker_keeps_serving_after_errors(make_service):
+    service = make_service(Recorder, parallel_workers=1)
+    failed = service.queue_request("fail")
+    with pytest.raises(ValueError):
+        failed.get_result(timeout=30)
+    after = service.queue_request("after").get_result(timeout=30)
+    assert after["pid"] == service.worker_pids[0]
+    assert after["built"] == 1

@@ -1,0 +1,155 @@
+"""Behaviour 7: start, stop, configuration, and whose Ray it is."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pydantic
+import pytest
+import ray
+
+from raypw import (
+    ProcessorService,
+    PromiseAbortedError,
+    ServiceNotRunningError,
+    ServiceStartError,
+)
+from tests.integration.conftest import alive_raypw_actors
+from tests.integration.processors import BrokenConstructor, Recorder
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_queue_request_before_start_raises_clear_error():
+    service = ProcessorService(Recorder, parallel_workers=1)
+    with pytest.raises(ServiceNotRunningError, match="start"):
+        service.queue_request("early")
+    service.stop()  # stopping a service that never started is fine
+
+
+def test_queue_request_after_stop_raises_and_stop_is_idempotent(make_service):
+    service = make_service(Recorder, parallel_workers=1)
+    assert service.queue_request("x").get_result(timeout=30)["request"] == "x"
+    service.stop()
+    service.stop()
+    with pytest.raises(ServiceNotRunningError):
+        service.queue_request("late")
+    with pytest.raises(RuntimeError):
+        service.start()
+
+
+def test_stop_waits_for_queued_work_by_default(make_service):
+    service = make_service(Recorder, parallel_workers=2)
+    promises = service.queue_requests(f"w{i}:0.2" for i in range(6))
+    service.stop()
+    assert [p.get_result(timeout=0)["request"] for p in promises] == [f"w{i}:0.2" for i in range(6)]
+
+
+def test_stop_without_wait_aborts_pending_at_once(make_service):
+    service = make_service(Recorder, parallel_workers=2)
+    promises = service.queue_requests(f"s{i}:1" for i in range(10))
+    started = time.monotonic()
+    service.stop(wait=False)
+    assert time.monotonic() - started < 2.0
+    assert all(p.done() for p in promises)
+    with pytest.raises(PromiseAbortedError):
+        promises[-1].get_result(timeout=0)
+
+
+def test_context_manager_starts_and_stops():
+    with ProcessorService(Recorder, parallel_workers=1) as service:
+        assert service.running
+        promise = service.queue_request("ctx:0.2")
+    assert not service.running
+    assert promise.get_result(timeout=0)["request"] == "ctx:0.2"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"parallel_workers": 0}, "parallel_workers"),
+        ({"parallel_workers": "two"}, "parallel_workers"),
+        ({"parallel_workers": 2, "start_timeout": -1}, "start_timeout"),
+        ({"parallel_workers": 2, "worker": {"num_cpus": -1}}, "num_cpus"),
+        ({"parallel_workers": 2, "batching": {"max_batch_size": 0}}, "max_batch_size"),
+        ({"parallel_workers": 2, "worker": {"gpus": 1}}, "gpus"),
+    ],
+)
+def test_bad_config_fails_at_construction_naming_the_field(kwargs, field):
+    with pytest.raises(pydantic.ValidationError, match=field):
+        ProcessorService(Recorder, **kwargs)
+
+
+def test_processor_class_must_be_a_processor():
+    with pytest.raises(TypeError, match="processor_class"):
+        ProcessorService(object, parallel_workers=1)
+
+
+def test_processor_constructor_error_fails_start_naming_class_and_cause():
+    service = ProcessorService(BrokenConstructor, parallel_workers=2)
+    started = time.monotonic()
+    with pytest.raises(ServiceStartError, match="BrokenConstructor.*model file not found"):
+        service.start()
+    assert time.monotonic() - started < 30
+    assert not service.running
+    assert alive_raypw_actors() == []
+
+
+def _run_driver(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, "PYTHONPATH": str(ROOT), **env}
+    environment.pop("RAY_ADDRESS", None) if "RAY_ADDRESS" not in env else None
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=environment,
+        cwd=ROOT,
+    )
+
+
+def test_start_starts_ray_when_none_runs_and_stop_shuts_down_only_that():
+    result = _run_driver(
+        """
+        import ray
+        from raypw import ProcessorService
+        from tests.integration.processors import Echo
+        assert not ray.is_initialized()
+        with ProcessorService(Echo, parallel_workers=1) as service:
+            assert ray.is_initialized()
+            print(service.queue_request("laptop").get_result(timeout=60))
+        print("ray after stop:", ray.is_initialized())
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert "laptop processed." in result.stdout
+    assert "ray after stop: False" in result.stdout
+
+
+def test_start_attaches_to_ray_address_and_leaves_that_ray_running():
+    address = ray.get_runtime_context().gcs_address
+    result = _run_driver(
+        """
+        import ray
+        from raypw import ProcessorService
+        from tests.integration.processors import Echo
+        service = ProcessorService(Echo, parallel_workers=1).start()
+        print("attached to", ray.get_runtime_context().gcs_address)
+        print(service.queue_request("cluster").get_result(timeout=60))
+        service.stop()
+        print("connected after stop:", ray.is_initialized())
+        """,
+        RAY_ADDRESS=address,
+        RAY_AUTH_MODE="token",
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"attached to {address}" in result.stdout
+    assert "cluster processed." in result.stdout
+    # The driver connected, so it disconnects; the cluster it did not start keeps serving.
+    assert "connected after stop: False" in result.stdout
+    assert ray.get(ray.put("alive")) == "alive"

@@ -1,0 +1,47 @@
+from raypw.batching import BatchSizer
+
+
+def test_first_batch_is_one_request_to_measure_its_cost():
+    sizer = BatchSizer(target_batch_seconds=0.02, max_batch_size=1000)
+    assert sizer.next_size(queued=10_000, workers=2) == 1
+
+
+def test_slow_requests_go_one_at_a_time():
+    sizer = BatchSizer(0.02, 1000)
+    sizer.record(seconds=5.0, processed=1)
+    assert sizer.next_size(queued=100, workers=2) == 1
+
+
+def test_tiny_requests_go_by_hundreds_up_to_the_cap():
+    sizer = BatchSizer(0.02, 1000)
+    sizer.record(seconds=0.0001, processed=1)  # 100 us each -> 200 per 20 ms
+    assert sizer.next_size(queued=100_000, workers=2) == 200
+    sizer = BatchSizer(0.02, 1000)
+    sizer.record(seconds=0.000001, processed=1)
+    assert sizer.next_size(queued=100_000, workers=2) == 1000
+
+
+def test_batches_shrink_near_the_end_so_every_worker_gets_a_share():
+    sizer = BatchSizer(0.02, 1000)
+    sizer.record(seconds=0.00001, processed=10)
+    assert sizer.next_size(queued=9, workers=3) == 3
+    assert sizer.next_size(queued=1, workers=3) == 1
+    assert sizer.next_size(queued=0, workers=3) == 0
+
+
+def test_moving_average_follows_a_changing_workload():
+    sizer = BatchSizer(0.02, 10_000)
+    sizer.record(0.001, 100)  # 10 us each
+    fast = sizer.next_size(1_000_000, 2)
+    for _ in range(20):
+        sizer.record(1.0, 100)  # 10 ms each
+    assert sizer.next_size(1_000_000, 2) < fast
+    assert sizer.next_size(1_000_000, 2) == 2
+
+
+def test_empty_or_zero_time_batches_do_not_break_the_estimate():
+    sizer = BatchSizer(0.02, 500)
+    sizer.record(1.0, 0)
+    assert sizer.seconds_per_request is None
+    sizer.record(0.0, 10)
+    assert sizer.next_size(10_000, 2) == 500

@@ -1,0 +1,107 @@
+import threading
+import time
+
+import pytest
+
+from raypw import Promise, PromiseAbortedError, PromiseSet, ResultTimeoutError
+from raypw.promise import ABORTED, DONE, FAILED, STATE_LOCK, Notes, settle
+
+
+def finish(promise, state=DONE, value=None):
+    notes = Notes()
+    with STATE_LOCK:
+        settle(promise, state, value, notes)
+    notes.notify()
+
+
+def test_pending_promise_times_out_with_a_timeout_error():
+    promise = Promise("r")
+    with pytest.raises(TimeoutError) as caught:
+        promise.get_result(timeout=0.05)
+    assert isinstance(caught.value, ResultTimeoutError)
+    assert not promise.done()
+
+
+def test_get_result_wakes_when_settled_from_another_thread():
+    promise = Promise("r")
+    threading.Timer(0.05, finish, (promise, DONE, 42)).start()
+    assert promise.get_result(timeout=5) == 42
+    assert promise.result() == 42
+    assert promise.done() and not promise.is_aborted()
+
+
+def test_failed_promise_reraises_the_error():
+    promise = Promise("r")
+    finish(promise, FAILED, KeyError("missing"))
+    with pytest.raises(KeyError):
+        promise.get_result()
+
+
+def test_abort_without_owner_is_local_and_final():
+    promise = Promise("r")
+    assert promise.abort() is True
+    assert promise.is_aborted()
+    assert promise.abort() is False
+    with pytest.raises(PromiseAbortedError) as caught:
+        promise.get_result()
+    assert caught.value.request == "r"
+
+
+def test_final_states_cannot_be_left_by_abort():
+    promise = Promise("r")
+    finish(promise, DONE, 1)
+    assert promise.abort() is False
+    assert promise.get_result() == 1
+
+
+def test_repr_shows_state_and_request():
+    promise = Promise("hola")
+    assert repr(promise) == "<Promise pending request='hola'>"
+    finish(promise, ABORTED)
+    assert "aborted" in repr(promise)
+
+
+def test_select_yields_in_settle_order_and_each_once():
+    promises = [Promise(i) for i in range(5)]
+    order = [3, 1, 4, 0, 2]
+
+    def settle_all():
+        for i in order:
+            time.sleep(0.01)
+            finish(promises[i], DONE, i)
+
+    threading.Thread(target=settle_all).start()
+    yielded = list(PromiseSet(promises + promises[:2]).select(timeout=5))
+    assert [p.request for p in yielded] == order
+
+
+def test_select_timeout_counts_unfinished():
+    promises = [Promise(i) for i in range(3)]
+    finish(promises[1], DONE, 1)
+    iterator = PromiseSet(promises).select(timeout=0.05)
+    assert next(iterator) is promises[1]
+    with pytest.raises(ResultTimeoutError, match=r"2 \(of 3\) promises unfinished"):
+        next(iterator)
+    # The abandoned select leaves no waiter behind.
+    assert promises[0]._waiters == []
+
+
+def test_wait_for_all_skips_aborted_when_asked():
+    promises = [Promise(i) for i in range(3)]
+    finish(promises[0], DONE, 0)
+    promises[1].abort()
+    finish(promises[2], FAILED, ValueError("x"))
+    seen = []
+    PromiseSet(promises).wait_for_all(completed_callback=seen.append, ignore_aborted=True)
+    assert seen == [promises[0], promises[2]]
+    seen.clear()
+    PromiseSet(promises).wait_for_all(completed_callback=seen.append)
+    assert seen == promises
+
+
+def test_promise_set_repr_and_len():
+    promises = [Promise(1), Promise(2)]
+    finish(promises[0])
+    ps = PromiseSet(promises + promises)
+    assert len(ps) == 2
+    assert repr(ps) == "<PromiseSet 1 of 2 finished>"
