@@ -8,12 +8,12 @@ from raypw import Processor, ProcessorService, PromiseAbortedError, PromiseSet
 class ExampleProcessor(Processor):
     def process(self, request):
         time.sleep(2)
-        return "{} processed.".format(request)
+        return f"{request} processed."
 
 
 def main() -> None:
     with ProcessorService(ExampleProcessor, parallel_workers=2) as processor_service:
-        promises = [processor_service.queue_request("hola{}".format(i)) for i in range(1, 5)]
+        promises = [processor_service.queue_request(f"hola{i}") for i in range(1, 5)]
         time.sleep(0.5)
 
         # hola3 waits in the queue: aborting it means it is never processed.

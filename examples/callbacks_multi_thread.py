@@ -13,7 +13,7 @@ from raypw import Processor, ProcessorService, PromiseSet
 class ExampleProcessor(Processor):
     def process(self, request):
         time.sleep(1)
-        return "{} processed.".format(request)
+        return f"{request} processed."
 
 
 def main() -> None:
@@ -24,15 +24,14 @@ def main() -> None:
         # Shared operations need a lock: this runs in a background thread.
         with lock:
             results.append(promise.get_result())
-        print(promise.get_result(), "(in {})".format(threading.current_thread().name))
+        print(promise.get_result(), f"(in {threading.current_thread().name})")
 
     with ProcessorService(ExampleProcessor, parallel_workers=2) as processor_service:
         promises = [
-            processor_service.queue_request("hola{}".format(i), completed_callback)
-            for i in range(1, 5)
+            processor_service.queue_request(f"hola{i}", completed_callback) for i in range(1, 5)
         ]
         PromiseSet(promises).wait_for_all()
-    print("{} results collected by callbacks".format(len(results)))
+    print(f"{len(results)} results collected by callbacks")
 
 
 if __name__ == "__main__":

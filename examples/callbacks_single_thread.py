@@ -12,7 +12,7 @@ from raypw import Processor, ProcessorService, PromiseSet
 class ExampleProcessor(Processor):
     def process(self, request):
         time.sleep(1)
-        return "{} processed.".format(request)
+        return f"{request} processed."
 
 
 def main() -> None:
@@ -24,9 +24,9 @@ def main() -> None:
         print(promise.get_result())
 
     with ProcessorService(ExampleProcessor, parallel_workers=2) as processor_service:
-        promises = [processor_service.queue_request("hola{}".format(i)) for i in range(1, 5)]
+        promises = [processor_service.queue_request(f"hola{i}") for i in range(1, 5)]
         PromiseSet(promises).wait_for_all(completed_callback=completed_callback)
-    print("{} results collected in the main thread".format(len(results)))
+    print(f"{len(results)} results collected in the main thread")
 
 
 if __name__ == "__main__":

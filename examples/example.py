@@ -10,7 +10,7 @@ class ExampleProcessor(Processor):
 
     def process(self, request):
         time.sleep(5)  # simulate the processing time
-        return "{} processed.".format(request)
+        return f"{request} processed."
 
 
 def main() -> None:
@@ -28,7 +28,7 @@ def main() -> None:
 
     for p in (promise, promise2, promise3, promise4):
         result = p.get_result()
-        print("{:5.2f} s  {}".format(time.monotonic() - started, result), flush=True)
+        print(f"{time.monotonic() - started:5.2f} s  {result}", flush=True)
 
     processor_service.stop()
 

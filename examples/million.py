@@ -20,9 +20,9 @@ class LightProcessor(Processor):
 def main(count: int = 1_000_000) -> None:
     with ProcessorService(LightProcessor, parallel_workers=2) as service:
         started = time.monotonic()
-        promises = [service.queue_request("hola{}".format(i)) for i in range(count)]
+        promises = [service.queue_request(f"hola{i}") for i in range(count)]
         queued = time.monotonic() - started
-        print("Queued {:,} requests in {:.1f} s".format(count, queued), flush=True)
+        print(f"Queued {count:,} requests in {queued:.1f} s", flush=True)
 
         done = 0
         step = max(count // 10, 1)
@@ -30,12 +30,10 @@ def main(count: int = 1_000_000) -> None:
             promise.get_result()
             done += 1
             if done % step == 0:
-                print("{:>9,} done  {:6.1f} s".format(done, time.monotonic() - started), flush=True)
+                print(f"{done:>9,} done  {time.monotonic() - started:6.1f} s", flush=True)
         elapsed = time.monotonic() - started
         print(
-            "All {:,} requests processed in {:.1f} s ({:,.0f} requests/s)".format(
-                done, elapsed, done / elapsed
-            )
+            f"All {done:,} requests processed in {elapsed:.1f} s ({done / elapsed:,.0f} requests/s)"
         )
 
 

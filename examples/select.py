@@ -12,7 +12,7 @@ class ExampleProcessor(Processor):
     def process(self, request):
         time_to_sleep = random.randint(1, 3)
         time.sleep(time_to_sleep)
-        return "{} processed ({} seconds).".format(request, time_to_sleep)
+        return f"{request} processed ({time_to_sleep} seconds)."
 
 
 def main() -> None:
@@ -23,7 +23,7 @@ def main() -> None:
         # This loop takes the promises by arrival order.
         started = time.monotonic()
         for promise in PromiseSet(promises).select():
-            print("{:5.2f} s  Result: {}".format(time.monotonic() - started, promise.get_result()))
+            print(f"{time.monotonic() - started:5.2f} s  Result: {promise.get_result()}")
 
 
 if __name__ == "__main__":

@@ -214,7 +214,9 @@ class Client:
                     timeout=_ABORT_TIMEOUT,
                 )
             except Exception:
-                logger.warning("the coordinator did not confirm abort of %r", promise, exc_info=True)
+                logger.warning(
+                    "the coordinator did not confirm abort of %r", promise, exc_info=True
+                )
         return True
 
     def _forget(self, promise: Promise[Any]) -> None:
@@ -233,7 +235,6 @@ class Client:
     # -- threads ---------------------------------------------------------------------------
 
     def _send_loop(self) -> None:
-        import ray
 
         previous = None
         while True:
@@ -323,7 +324,7 @@ class Client:
         by_key = self._by_key
         with STATE_LOCK:
             for positions, ids in parts:
-                for position, request_id in zip(positions, ids):
+                for position, request_id in zip(positions, ids, strict=True):
                     promise = by_id.pop(request_id, None)
                     if promise is None:
                         continue  # aborted meanwhile
@@ -373,7 +374,7 @@ def _check_picklable(request: Any) -> None:
         from ray import cloudpickle
 
         try:
-            cloudpickle.dumps(request)
+            cloudpickle.dumps(request)  # type: ignore[no-untyped-call]
         except Exception as exc:
             raise TypeError(
                 f"the request {request!r:.80} cannot be pickled ({exc}); requests travel to "

@@ -21,6 +21,7 @@ Ray calls. The Coordinator runs one event loop in one thread, so neither needs a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Hashable, Sequence
@@ -321,10 +322,8 @@ class Coordinator:
         if not mailbox:
             mail = self._mail[client]
             mail.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(mail.wait(), timeout)
-            except asyncio.TimeoutError:
-                pass
         news = self._mailboxes.get(client, [])
         if news:
             self._mailboxes[client] = []

@@ -4,11 +4,11 @@ The hierarchy keeps the standard library's bases, so ``except TimeoutError`` and
 ``except RuntimeError`` work as a user expects::
 
     RaypwError(Exception)
-    ├── ServiceNotRunningError(RaypwError, RuntimeError)  queue_request() before start() / after stop()
-    ├── ServiceStartError(RaypwError, RuntimeError)       start() could not bring the workers up
+    ├── ServiceNotRunningError(RaypwError, RuntimeError)  queue_request() outside start..stop
+    ├── ServiceStartError(RaypwError, RuntimeError)       start() could not bring workers up
     ├── PromiseAbortedError(RaypwError)                   get_result() on an aborted promise
-    ├── ResultTimeoutError(RaypwError, TimeoutError)      get_result / select / wait_for_all ran out of time
-    └── WorkerDiedError(RaypwError)                       the worker or coordinator holding a request died
+    ├── ResultTimeoutError(RaypwError, TimeoutError)      a wait ran out of time
+    └── WorkerDiedError(RaypwError)                       the actor holding a request died
 
 Exceptions raised by a processor's ``process()`` are not wrapped in these: ``get_result()``
 re-raises them as the user's own class (an instance of both Ray's ``RayTaskError`` and the

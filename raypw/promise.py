@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from raypw.errors import PromiseAbortedError, ResultTimeoutError
 
@@ -35,11 +35,10 @@ _STATE_NAMES = {PENDING: "pending", DONE: "done", FAILED: "failed", ABORTED: "ab
 _sequence = 0  # completion counter: orders promises that finished before a select() began
 
 
-class _Owner:
+class _Owner(Protocol):
     """What a promise needs from the service that made it (see ``raypw.client``)."""
 
-    def abort(self, promise: Promise[Any]) -> bool:  # pragma: no cover - interface
-        raise NotImplementedError
+    def abort(self, promise: Promise[Any]) -> bool: ...
 
 
 class Promise(Generic[ResultT]):

@@ -182,7 +182,8 @@ class ProcessorService(Generic[RequestT, ResultT]):
 
         config = self.config
         args, kwargs = config.init_args()
-        actor_class = ray.remote(num_cpus=0, max_concurrency=1000)(Coordinator)
+        remote: Any = ray.remote  # its typed overloads do not list actor-only options
+        actor_class = remote(num_cpus=0, max_concurrency=1000)(Coordinator)
         coordinator = actor_class.remote(
             self.processor_class,
             args,

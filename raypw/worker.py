@@ -114,7 +114,7 @@ class _Worker:
         except Exception as exc:
             error = self._error(exc, "process_batch")
             return results, dict.fromkeys(positions, error)
-        for position, value in zip(positions, values):
+        for position, value in zip(positions, values, strict=True):
             results[position] = value
         return results, None
 
@@ -146,7 +146,7 @@ def _remote_error(exc: Exception, function_name: str) -> Any:
     """Wraps ``exc`` with its traceback so the client re-raises it as the user's class."""
     from ray.exceptions import RayTaskError
 
-    return RayTaskError(
+    return RayTaskError(  # type: ignore[no-untyped-call]
         function_name,
         traceback.format_exc(),
         exc,
@@ -158,11 +158,12 @@ def _remote_error(exc: Exception, function_name: str) -> Any:
 
 def _node_ip() -> str:
     try:
-        return str(ray.util.get_node_ip_address())
+        return str(ray.util.get_node_ip_address())  # type: ignore[no-untyped-call]
     except Exception:  # outside Ray (unit tests): the address is only informative
         return "127.0.0.1"
 
 
 def remote_worker_class() -> Any:
     """Returns :class:`_Worker` as a Ray actor class with its two concurrency groups."""
-    return ray.remote(concurrency_groups={"work": 1, "control": 1})(_Worker)
+    remote: Any = ray.remote  # its typed overloads do not list actor-only options
+    return remote(concurrency_groups={"work": 1, "control": 1})(_Worker)

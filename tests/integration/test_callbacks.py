@@ -73,4 +73,6 @@ def test_failing_callback_is_logged_and_others_still_run(make_service, caplog):
     PromiseSet(promises).wait_for_all(timeout=30, completed_callback=bad_then_record)
     assert len(single_thread) == 6
     assert "callback bug" in caplog.text and "boom" in caplog.text
-    assert service.queue_request("still serving").get_result(timeout=30)["request"] == "still serving"
+    assert (
+        service.queue_request("still serving").get_result(timeout=30)["request"] == "still serving"
+    )

@@ -20,10 +20,16 @@ def test_example_module_prints_two_by_two_from_a_fresh_process():
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     result = subprocess.run(
         [sys.executable, "-m", "examples.example"],
-        capture_output=True, text=True, timeout=180, cwd=ROOT, env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=ROOT,
+        env=env,
     )
     assert result.returncode == 0, result.stderr
-    times = [float(t) for t in re.findall(r"^\s*([\d.]+) s  hola\d? processed\.$", result.stdout, re.M)]
+    times = [
+        float(t) for t in re.findall(r"^\s*([\d.]+) s  hola\d? processed\.$", result.stdout, re.M)
+    ]
     assert len(times) == 4, result.stdout
     assert all(abs(t - 5) <= 0.5 for t in times[:2]), times
     assert all(abs(t - 10) <= 0.5 for t in times[2:]), times
@@ -41,7 +47,9 @@ def test_select_example(capsys):
 def test_callback_examples(example, capsys):
     example.main()
     out = capsys.readouterr().out
-    assert sorted(re.findall(r"hola\d processed\.", out)) == [f"hola{i} processed." for i in range(1, 5)]
+    assert sorted(re.findall(r"hola\d processed\.", out)) == [
+        f"hola{i} processed." for i in range(1, 5)
+    ]
     assert "4 results collected" in out
 
 

@@ -12,7 +12,9 @@ def test_each_worker_builds_one_processor_with_init_args(make_service):
     service = make_service(
         Recorder, parallel_workers=2, processor_class_init_args={"tag": "model-v1"}
     )
-    results = [p.get_result(timeout=30) for p in service.queue_requests(f"r{i}:0.2" for i in range(8))]
+    results = [
+        p.get_result(timeout=30) for p in service.queue_requests(f"r{i}:0.2" for i in range(8))
+    ]
     assert {r["tag"] for r in results} == {"model-v1"}
     assert len({r["pid"] for r in results}) == 2
     assert len(set(service.worker_pids)) == 2

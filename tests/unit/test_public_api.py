@@ -7,8 +7,18 @@ from raypw.config import ServiceConfig
 
 def test_all_names_are_exported_and_nothing_else_public():
     public = {name for name in dir(raypw) if not name.startswith("_")}
-    modules = {"batching", "client", "config", "coordinator", "errors", "processor", "promise",
-               "promise_set", "service", "worker"}
+    modules = {
+        "batching",
+        "client",
+        "config",
+        "coordinator",
+        "errors",
+        "processor",
+        "promise",
+        "promise_set",
+        "service",
+        "worker",
+    }
     assert set(raypw.__all__) - {"__version__"} == public - modules
 
 

@@ -61,7 +61,9 @@ def test_skip_after_batch_finished_reports_all_late():
 def test_skip_during_batch_splits_started_from_not_started():
     worker = _Worker(Slow, (), {})
     outcome = {}
-    thread = threading.Thread(target=lambda: outcome.update(r=worker.process_batch(2, list(range(10)))))
+    thread = threading.Thread(
+        target=lambda: outcome.update(r=worker.process_batch(2, list(range(10))))
+    )
     thread.start()
     time.sleep(0.12)  # items 0..2 have started
     late = worker.skip(2, [1, 8, 9])
