@@ -69,6 +69,7 @@ class Client:
         self._by_id: dict[int, Promise[Any]] = {}
         self._outbox: list[Promise[Any]] = []
         self._taken_upto = 0  # ids up to this one have left the outbox
+        self.deduplicated = 0  # requests that joined a pending equal one here
         self._open = False  # taking requests
         self._stopped = False  # threads should end
         self._broken: BaseException | None = None
@@ -156,6 +157,7 @@ class Client:
                 promise = by_key.get(key)
                 if promise is not None:
                     promise._shares += 1
+                    self.deduplicated += 1
                 else:
                     request_id = next(self._ids)
                     promise = Promise(request, self, key, request_id)

@@ -79,6 +79,10 @@ class WorkQueue:
         self._queue: deque[_Item] = deque()
         self._by_key: dict[Hashable, _Item] = {}
         self._by_client: dict[str, dict[int, _Item]] = {}
+        # Per client: the highest request id received, and aborts that overtook their submit
+        # (ids above it), applied when the submit arrives.
+        self._highest: dict[str, int] = {}
+        self._early_aborts: dict[str, set[int]] = {}
         self.queued = 0  # live items in the queue
         self.deduplicated = 0
 
@@ -99,7 +103,13 @@ class WorkQueue:
         mine = self._by_client.setdefault(client, {})
         by_key = self._by_key
         joined_running: list[_Item] = []
+        early = self._early_aborts.get(client)
+        if ids:
+            self._highest[client] = max(self._highest.get(client, 0), max(ids))
         for index, request_id in enumerate(ids):
+            if early and request_id in early:
+                early.discard(request_id)
+                continue
             request = requests[index]
             key = request if keys is None else keys[index]
             item = by_key.get(key)
@@ -129,11 +139,14 @@ class WorkQueue:
     def abort(self, client: str, ids: Sequence[int]) -> list[_Item]:
         """Withdraws a client's requests; returns dispatched items nobody waits for now."""
         mine = self._by_client.get(client, {})
+        highest = self._highest.get(client, 0)
         orphaned: list[_Item] = []
         for request_id in ids:
             item = mine.pop(request_id, None)
             if item is None:
-                continue  # finished already, or never sent
+                if request_id > highest:  # its submit is still on the way
+                    self._early_aborts.setdefault(client, set()).add(request_id)
+                continue  # else finished already
             item.subscribers.remove((client, request_id))
             if item.subscribers:
                 continue
@@ -150,9 +163,13 @@ class WorkQueue:
         mine = self._by_client.get(client)
         if not mine:
             self._by_client.pop(client, None)
+            self._highest.pop(client, None)
+            self._early_aborts.pop(client, None)
             return []
         orphaned = self.abort(client, list(mine))
         del self._by_client[client]
+        self._highest.pop(client, None)
+        self._early_aborts.pop(client, None)
         return orphaned
 
     def finish(self, items: list[_Item]) -> None:
@@ -215,6 +232,8 @@ class Coordinator:
         self._mail: dict[str, asyncio.Event] = {}
         self._next_batch_id = 0
         self._processed = 0
+        self._alive = 0  # workers still serving
+        self._dead: BaseException | None = None  # set once no worker is left
 
     async def start(self, timeout: float) -> list[int]:
         """Starts the workers and waits until each processor is built.
@@ -248,6 +267,7 @@ class Coordinator:
                 ray.kill(worker)
             self._workers = []
             raise
+        self._alive = len(self._workers)
         self._serving = [
             asyncio.get_running_loop().create_task(self._serve(index))
             for index in range(len(self._workers))
@@ -271,6 +291,9 @@ class Coordinator:
         if client not in self._mailboxes:
             await self.connect(client)
         joined = self._queue.add(client, ids, requests, keys)
+        if self._dead is not None:
+            self._fail_queue(self._dead)
+            return
         for item in joined:  # equal to a request already running: point at its batch
             batch = item.batch
             assert batch is not None
@@ -394,7 +417,10 @@ class Coordinator:
                 self._fail(batch.items, error)
                 self._running.pop(index, None)
                 self._queue.finish(batch.items)
+                self._alive -= 1
                 logger.error("raypw worker %d died; its requests failed", index)
+                if self._alive == 0:
+                    self._fail_queue(WorkerDiedError("every worker of the service died"))
                 return
             else:
                 self._sizer.record(seconds, processed)
@@ -423,6 +449,13 @@ class Coordinator:
         for client, (positions, ids) in news.items():
             self._post(client, (batch.outcome_ref, positions, ids))
         return batch
+
+    def _fail_queue(self, error: BaseException) -> None:
+        """Fails everything queued: no worker is left to process it."""
+        self._dead = error
+        items = self._queue.take(len(self._queue))
+        self._fail(items, error)
+        self._queue.finish(items)
 
     def _fail(self, items: list[_Item], error: BaseException) -> None:
         news: dict[str, list[int]] = {}

@@ -305,13 +305,19 @@ class ProcessorService(Generic[RequestT, ResultT]):
         return client
 
     def stats(self) -> dict[str, int]:
-        """Returns a snapshot of counters: queued, running, processed, deduplicated, workers,
-        and pending (promises of this program not finished yet)."""
+        """Returns a snapshot of the service's counters.
+
+        Returns:
+            ``queued`` and ``running`` distinct requests, ``processed`` requests,
+            ``deduplicated`` requests that joined an equal pending one, ``workers``, and
+            ``pending``: promises of this program not finished yet.
+        """
         import ray
 
         if self._coordinator is None or self._client is None:
             raise ServiceNotRunningError("the service is not running")
         counters: dict[str, int] = ray.get(self._coordinator.stats.remote())
+        counters["deduplicated"] += self._client.deduplicated
         counters["pending"] = self._client.pending
         return counters
 

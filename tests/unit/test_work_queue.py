@@ -108,3 +108,18 @@ def test_requeue_front_keeps_order_and_skips_abandoned_items():
     queue.abort("a", [2])
     queue.requeue_front(taken)
     assert [i.request for i in queue.take(10)] == ["w", "y", "z"]
+
+
+def test_abort_that_overtakes_its_submit_still_drops_the_request():
+    queue = WorkQueue()
+    queue.add("a", [1], ["x"], None)
+    queue.abort("a", [2])  # the submit carrying id 2 has not arrived yet
+    queue.add("a", [2, 3], ["y", "z"], None)
+    taken = queue.take(10)
+    assert [i.request for i in taken] == ["x", "z"]
+    dispatch(taken)
+    queue.finish(taken)
+    # An abort for an id already seen and finished leaves no tombstone behind.
+    queue.abort("a", [1])
+    queue.add("a", [1], ["again"], None)
+    assert [i.request for i in queue.take(10)] == ["again"]
