@@ -1,9 +1,12 @@
 """How many queued requests the coordinator hands an idle worker at once.
 
-The policy aims each call at about ``target_batch_seconds`` of work, from the measured time
-per request: ``sleep(5)`` requests go one at a time, no-op requests by the thousand, so the
-per-call cost of Ray (about a millisecond) is paid per batch, not per request. Near the end
-of the queue the batches shrink so that every worker gets a share.
+Each call to a worker costs a round trip through Ray (about 2 ms on a busy 2-core machine)
+during which that worker is idle. The policy sizes batches so that this overhead stays a small
+fraction of the work: it measures the seconds per request and the overhead per call, and aims
+each batch at ``OVERHEAD_FACTOR`` times the overhead, never below ``target_batch_seconds`` nor
+above ``max_batch_seconds``. ``sleep(5)`` requests therefore go one at a time, 5 ms requests a
+dozen at a time, no-op requests by the thousand. Near the end of the queue the batches shrink
+so that every worker gets a share.
 """
 
 from __future__ import annotations
@@ -12,33 +15,53 @@ import math
 
 __all__ = ["BatchSizer"]
 
-# Weight of the newest measurement in the moving average of seconds per request: high
-# enough to follow a workload that changes, low enough to ride over one odd batch.
+# Weight of the newest measurement in the moving averages: high enough to follow a workload
+# that changes, low enough to ride over one odd batch.
 _SMOOTHING = 0.3
+# A batch carries this many times the per-call overhead of work: overhead stays near 4%.
+OVERHEAD_FACTOR = 25.0
 
 
 class BatchSizer:
-    """Chooses batch sizes from the measured seconds per request.
+    """Chooses batch sizes from the measured seconds per request and overhead per call.
 
     Args:
-        target_batch_seconds: Work one batch should carry.
+        target_batch_seconds: Least work one batch should carry.
         max_batch_size: Upper bound on requests per batch.
+        max_batch_seconds: Most work one batch should carry.
     """
 
-    def __init__(self, target_batch_seconds: float, max_batch_size: int) -> None:
+    def __init__(
+        self, target_batch_seconds: float, max_batch_size: int, max_batch_seconds: float = 0.25
+    ) -> None:
         self.target_batch_seconds = target_batch_seconds
         self.max_batch_size = max_batch_size
+        self.max_batch_seconds = max(max_batch_seconds, target_batch_seconds)
         self.seconds_per_request: float | None = None
+        self.overhead_seconds: float | None = None
 
-    def record(self, seconds: float, processed: int) -> None:
-        """Records that a batch processed ``processed`` requests in ``seconds``."""
-        if processed <= 0:
-            return
-        sample = max(seconds, 0.0) / processed
-        if self.seconds_per_request is None:
-            self.seconds_per_request = sample
-        else:
-            self.seconds_per_request += _SMOOTHING * (sample - self.seconds_per_request)
+    def record(self, seconds: float, processed: int, overhead: float | None = None) -> None:
+        """Records a finished batch.
+
+        Args:
+            seconds: Time the worker spent processing the batch.
+            processed: Requests it processed.
+            overhead: Time the call took beyond ``seconds`` (dispatch to report), if known.
+        """
+        if overhead is not None and overhead >= 0:
+            self.overhead_seconds = _average(self.overhead_seconds, overhead)
+        if processed > 0:
+            self.seconds_per_request = _average(
+                self.seconds_per_request, max(seconds, 0.0) / processed
+            )
+
+    @property
+    def batch_seconds(self) -> float:
+        """Work the next batch aims at."""
+        wanted = self.target_batch_seconds
+        if self.overhead_seconds is not None:
+            wanted = max(wanted, OVERHEAD_FACTOR * self.overhead_seconds)
+        return min(wanted, self.max_batch_seconds)
 
     def next_size(self, queued: int, workers: int) -> int:
         """Returns the size of the next batch.
@@ -54,6 +77,10 @@ class BatchSizer:
         elif self.seconds_per_request <= 0:
             size = self.max_batch_size
         else:
-            size = int(self.target_batch_seconds / self.seconds_per_request)
+            size = int(self.batch_seconds / self.seconds_per_request)
         fair_share = math.ceil(queued / max(workers, 1))
         return max(1, min(size, self.max_batch_size, fair_share))
+
+
+def _average(current: float | None, sample: float) -> float:
+    return sample if current is None else current + _SMOOTHING * (sample - current)

@@ -37,14 +37,17 @@ class WorkerResources(BaseModel):
 class BatchingConfig(BaseModel):
     """How the coordinator groups queued requests into calls to a worker.
 
-    The coordinator measures how long one request takes and sends each idle worker as many
-    requests as fit in ``target_batch_seconds``: slow requests go one at a time, tiny ones by
-    the thousand. A user rarely needs to change these.
+    The coordinator measures how long one request takes and how much each call to a worker
+    costs beyond the work, and sends each idle worker as many requests as keep that overhead
+    near 4%, between ``target_batch_seconds`` and ``max_batch_seconds`` of work: slow requests
+    go one at a time, tiny ones by the thousand. A user rarely needs to change these; lower
+    ``max_batch_seconds`` to get results of mid-sized requests in smaller groups.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     target_batch_seconds: float = Field(default=0.02, gt=0, le=60)
+    max_batch_seconds: float = Field(default=0.25, gt=0, le=600)
     max_batch_size: int = Field(default=4096, ge=1)
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Hashable, Sequence
 from typing import Any
@@ -205,6 +206,7 @@ class Coordinator:
         worker_options: Ray actor options for each worker.
         target_batch_seconds: See :class:`~raypw.config.BatchingConfig`.
         max_batch_size: See :class:`~raypw.config.BatchingConfig`.
+        max_batch_seconds: See :class:`~raypw.config.BatchingConfig`.
     """
 
     def __init__(
@@ -216,6 +218,7 @@ class Coordinator:
         worker_options: dict[str, Any],
         target_batch_seconds: float,
         max_batch_size: int,
+        max_batch_seconds: float,
     ) -> None:
         self._processor_class = processor_class
         self._init_args = init_args
@@ -223,7 +226,7 @@ class Coordinator:
         self._parallel_workers = parallel_workers
         self._worker_options = worker_options
         self._queue = WorkQueue()
-        self._sizer = BatchSizer(target_batch_seconds, max_batch_size)
+        self._sizer = BatchSizer(target_batch_seconds, max_batch_size, max_batch_seconds)
         self._workers: list[Any] = []
         self._running: dict[int, _Batch] = {}  # worker index -> its batch in flight
         self._serving: list[asyncio.Task[None]] = []
@@ -407,6 +410,7 @@ class Coordinator:
                 continue
             if len(self._queue):
                 work_ready.set()  # let idle siblings take the rest
+            dispatched = time.perf_counter()
             batch = self._dispatch(index, worker, items)
             try:
                 seconds, processed = await batch.report_ref
@@ -423,7 +427,8 @@ class Coordinator:
                     self._fail_queue(WorkerDiedError("every worker of the service died"))
                 return
             else:
-                self._sizer.record(seconds, processed)
+                overhead = time.perf_counter() - dispatched - seconds
+                self._sizer.record(seconds, processed, overhead)
                 self._processed += processed
             self._running.pop(index, None)
             self._queue.finish(batch.items)

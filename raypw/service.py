@@ -192,6 +192,7 @@ class ProcessorService(Generic[RequestT, ResultT]):
             config.worker.actor_options(),
             config.batching.target_batch_seconds,
             config.batching.max_batch_size,
+            config.batching.max_batch_seconds,
         )
         self._coordinator = coordinator
         try:

@@ -1,3 +1,5 @@
+import pytest
+
 from raypw.batching import BatchSizer
 
 
@@ -45,3 +47,14 @@ def test_empty_or_zero_time_batches_do_not_break_the_estimate():
     assert sizer.seconds_per_request is None
     sizer.record(0.0, 10)
     assert sizer.next_size(10_000, 2) == 500
+
+
+def test_batches_grow_with_the_measured_overhead_per_call():
+    sizer = BatchSizer(0.02, 10_000, max_batch_seconds=0.25)
+    sizer.record(seconds=0.05, processed=10)  # 5 ms each
+    assert sizer.next_size(10_000, 2) == 4  # 20 ms of work
+    sizer.record(seconds=0.02, processed=4, overhead=0.002)  # 2 ms per call
+    assert sizer.batch_seconds == pytest.approx(0.05)
+    assert sizer.next_size(10_000, 2) == 10
+    sizer.record(seconds=0.02, processed=4, overhead=1.0)  # a very slow round trip
+    assert sizer.batch_seconds == 0.25  # capped
