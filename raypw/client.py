@@ -16,6 +16,7 @@ once, so the per-request cost on the driver stays at a few microseconds.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
 import pickle
@@ -46,6 +47,11 @@ Callback = Callable[[Promise[Any]], object]
 # Most requests one submit() call carries: large enough to amortise a Ray call, small enough
 # to keep each message a few MB and let the coordinator start on the first part early.
 _SUBMIT_CHUNK = 8192
+# The client sends the coordinator only about WINDOW_BATCHES batches' worth of requests
+# ahead of the results (at least MIN_WINDOW): enough to keep every worker busy, while the rest
+# waits here, where abort() is instant and memory is not held twice.
+MIN_WINDOW = 1024
+WINDOW_BATCHES = 8
 # Seconds an abort() waits for the coordinator's confirmation before it gives up waiting.
 _ABORT_TIMEOUT = 30.0
 # Types whose values always pickle: queue_request skips the picklability check for them.
@@ -58,17 +64,27 @@ class Client:
     Args:
         coordinator: The Coordinator's actor handle.
         key: Function mapping a request to its dedup key, or None to use the request.
+        replace_coordinator: Called with the error when the coordinator died; returns a new,
+            started coordinator, or raises if there is none.
     """
 
-    def __init__(self, coordinator: Any, key: Callable[[Any], Hashable] | None = None) -> None:
+    def __init__(
+        self,
+        coordinator: Any,
+        key: Callable[[Any], Hashable] | None = None,
+        replace_coordinator: Callable[[BaseException], Any] | None = None,
+    ) -> None:
         self._coordinator = coordinator
+        self._replace_coordinator = replace_coordinator
         self._key = key
         self.client_id = uuid.uuid4().hex
         self._ids = itertools.count(1)
         self._by_key: dict[Hashable, Promise[Any]] = {}
         self._by_id: dict[int, Promise[Any]] = {}
-        self._outbox: list[Promise[Any]] = []
+        self._outbox: collections.deque[Promise[Any]] = collections.deque()
         self._taken_upto = 0  # ids up to this one have left the outbox
+        self._sent = 0  # promises sent to the coordinator and not finished
+        self._window = MIN_WINDOW
         self.deduplicated = 0  # requests that joined a pending equal one here
         self._open = False  # taking requests
         self._stopped = False  # threads should end
@@ -226,6 +242,10 @@ class Client:
         del self._by_id[promise._id]
         if self._by_key.get(promise._key) is promise:
             del self._by_key[promise._key]
+        if promise._id <= self._taken_upto:
+            self._sent -= 1
+            if self._outbox:
+                self._outbox_ready.notify()
         if not self._by_id:
             self._idle.notify_all()
 
@@ -241,17 +261,21 @@ class Client:
         previous = None
         while True:
             with STATE_LOCK:
-                while not self._outbox and not self._stopped:
+                while not self._stopped and (not self._outbox or self._sent >= self._window):
                     self._outbox_ready.wait()
                 if self._stopped:
                     return
             with self._send_lock:
                 with STATE_LOCK:
-                    taken = self._outbox[:_SUBMIT_CHUNK]
-                    del self._outbox[:_SUBMIT_CHUNK]
-                    if taken:
-                        self._taken_upto = taken[-1]._id
-                    taken = [p for p in taken if p._state == PENDING]
+                    outbox = self._outbox
+                    room = min(_SUBMIT_CHUNK, self._window - self._sent)
+                    taken: list[Promise[Any]] = []
+                    while outbox and len(taken) < room:
+                        promise = outbox.popleft()
+                        self._taken_upto = promise._id
+                        if promise._state == PENDING:  # aborted ones are dropped here
+                            taken.append(promise)
+                    self._sent += len(taken)
                 if not taken:
                     continue
                 ids = [p._id for p in taken]
@@ -292,14 +316,12 @@ class Client:
                 try:
                     news = ray.get(poll)
                 except Exception as exc:
-                    if self._stopped:
+                    if self._stopped or not self._recover(exc):
                         return
-                    error = WorkerDiedError(f"the service's coordinator died: {exc}")
-                    with STATE_LOCK:
-                        self._open = False
-                        self._broken = error
-                    self._fail(None, error)
-                    return
+                    in_flight.clear()  # refs owned by the dead coordinator: resubmitted
+                    coordinator = self._coordinator
+                    poll = coordinator.poll.remote(self.client_id)
+                    continue
                 if self._stopped and not news:
                     return
                 for entry in news:
@@ -307,6 +329,7 @@ class Client:
                         self._fail(entry[1], entry[2])
                     else:
                         in_flight.setdefault(entry[0], []).append((entry[1], entry[2]))
+                        self._window = max(MIN_WINDOW, WINDOW_BATCHES * len(entry[2]))
                 poll = coordinator.poll.remote(self.client_id)
             else:
                 parts = in_flight.pop(ref)
@@ -319,6 +342,45 @@ class Client:
                     continue
                 self._settle_batch(outcome, parts)
 
+    def _recover(self, cause: BaseException) -> bool:
+        """Replaces a dead coordinator and hands it back every pending request.
+
+        Returns:
+            False if there is no way back: every pending promise has then failed with
+            :class:`~raypw.WorkerDiedError`, and the client takes no more requests.
+        """
+        import ray
+
+        logger.warning("the raypw coordinator died (%s); replacing it", type(cause).__name__)
+        replace = self._replace_coordinator
+        try:
+            if replace is None:
+                raise cause
+            with self._send_lock:  # no submit may go to the old one meanwhile
+                self._coordinator = replace(cause)
+                ray.get(self._coordinator.connect.remote(self.client_id))
+                with STATE_LOCK:
+                    resend = sorted(
+                        (p for p in self._by_id.values() if p._id <= self._taken_upto),
+                        key=lambda p: p._id,
+                    )
+                    self._outbox.extendleft(reversed(resend))
+                    if resend:
+                        self._taken_upto = resend[0]._id - 1
+                    self._sent = 0
+                    self._outbox_ready.notify()
+        except Exception as exc:
+            error = WorkerDiedError(
+                f"the service's coordinator died and could not be replaced: {exc}"
+            )
+            with STATE_LOCK:
+                self._open = False
+                self._broken = error
+            self._fail(None, error)
+            return False
+        logger.warning("raypw coordinator replaced; %d request(s) handed back", len(resend))
+        return True
+
     def _settle_batch(self, outcome: Any, parts: list[tuple[list[int], list[int]]]) -> None:
         results, errors = outcome
         notes = Notes()
@@ -330,6 +392,7 @@ class Client:
                     promise = by_id.pop(request_id, None)
                     if promise is None:
                         continue  # aborted meanwhile
+                    self._sent -= 1
                     if by_key.get(promise._key) is promise:
                         del by_key[promise._key]
                     if errors is not None and position in errors:
@@ -338,6 +401,8 @@ class Client:
                         settle(promise, DONE, results[position], notes)
             if not by_id:
                 self._idle.notify_all()
+            if self._outbox and self._sent < self._window:
+                self._outbox_ready.notify()
         self._deliver(notes)
 
     def _fail(self, ids: list[int] | None, error: BaseException) -> None:

@@ -69,6 +69,12 @@ class ServiceConfig(BaseModel):
     worker: WorkerResources = WorkerResources()
     batching: BatchingConfig = BatchingConfig()
     start_timeout: float = Field(default=120.0, gt=0, description="Seconds to wait for workers.")
+    max_retries: int = Field(
+        default=3,
+        ge=0,
+        strict=True,
+        description="Times a request is dispatched again after its worker died mid-request.",
+    )
 
     def init_args(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """Splits ``processor_class_init_args`` into positional and keyword arguments."""

@@ -42,7 +42,7 @@ POLL_SECONDS = 2.0
 class _Item:
     """One distinct pending request and the (client, request id) pairs waiting for it."""
 
-    __slots__ = ("batch", "key", "position", "request", "subscribers")
+    __slots__ = ("attempts", "batch", "key", "position", "request", "subscribers")
 
     def __init__(self, key: Hashable, request: Any, client: str, request_id: int) -> None:
         self.key = key
@@ -50,6 +50,7 @@ class _Item:
         self.subscribers: list[tuple[str, int]] = [(client, request_id)]
         self.batch: _Batch | None = None  # set once dispatched
         self.position = -1
+        self.attempts = 0  # times its worker died while it was dispatched
 
 
 class _Batch:
@@ -127,13 +128,23 @@ class WorkQueue:
         return joined_running
 
     def take(self, size: int) -> list[_Item]:
-        """Removes up to ``size`` live items from the front of the queue."""
+        """Removes up to ``size`` live items from the front of the queue.
+
+        An item that was in a batch whose worker died goes alone, so that a request that
+        kills its worker cannot take innocent batch-mates down with it again.
+        """
         taken: list[_Item] = []
         queue = self._queue
         while queue and len(taken) < size:
             item = queue.popleft()
-            if item.subscribers:
-                taken.append(item)
+            if not item.subscribers:
+                continue
+            if item.attempts and taken:
+                queue.appendleft(item)
+                break
+            taken.append(item)
+            if item.attempts:
+                break
         self.queued -= len(taken)
         return taken
 
@@ -207,6 +218,8 @@ class Coordinator:
         target_batch_seconds: See :class:`~raypw.config.BatchingConfig`.
         max_batch_size: See :class:`~raypw.config.BatchingConfig`.
         max_batch_seconds: See :class:`~raypw.config.BatchingConfig`.
+        max_retries: Times a request is dispatched again after its worker died.
+        restart_timeout: Seconds to wait for Ray to restart a dead worker.
     """
 
     def __init__(
@@ -219,6 +232,8 @@ class Coordinator:
         target_batch_seconds: float,
         max_batch_size: int,
         max_batch_seconds: float,
+        max_retries: int = 3,
+        restart_timeout: float = 120.0,
     ) -> None:
         self._processor_class = processor_class
         self._init_args = init_args
@@ -235,6 +250,9 @@ class Coordinator:
         self._mail: dict[str, asyncio.Event] = {}
         self._next_batch_id = 0
         self._processed = 0
+        self._max_retries = max_retries
+        self._restart_timeout = restart_timeout
+        self._restarts = 0
         self._alive = 0  # workers still serving
         self._dead: BaseException | None = None  # set once no worker is left
 
@@ -254,7 +272,14 @@ class Coordinator:
 
         self._work_ready = asyncio.Event()
         actor_class = remote_worker_class()
-        options = {"scheduling_strategy": "SPREAD", "max_restarts": 0, **self._worker_options}
+        # Ray restarts a dead worker (its processor is rebuilt); the coordinator, not Ray,
+        # retries the requests it held, so each is counted against max_retries.
+        options = {
+            "scheduling_strategy": "SPREAD",
+            "max_restarts": -1,
+            "max_task_retries": 0,
+            **self._worker_options,
+        }
         self._workers = [
             actor_class.options(**options).remote(
                 self._processor_class, self._init_args, self._init_kwargs
@@ -364,13 +389,15 @@ class Coordinator:
             mail.set()
 
     async def stats(self) -> dict[str, int]:
-        """Returns counters: queued, running, processed, deduplicated, workers."""
+        """Returns counters: queued, running, processed, deduplicated, workers alive, and
+        worker restarts."""
         return {
             "queued": len(self._queue),
             "running": sum(len(batch.items) for batch in self._running.values()),
             "processed": self._processed,
             "deduplicated": self._queue.deduplicated,
-            "workers": len(self._workers),
+            "workers": self._alive,
+            "worker_restarts": self._restarts,
         }
 
     async def shutdown(self) -> None:
@@ -393,10 +420,13 @@ class Coordinator:
         self._mail[client].set()
 
     async def _serve(self, index: int) -> None:
-        """Feeds one worker: take a batch when idle, send it, await its report, repeat."""
-        from ray.exceptions import RayActorError, TaskCancelledError
+        """Feeds one worker: take a batch when idle, send it, await its report, repeat.
 
-        from raypw.errors import WorkerDiedError
+        If the worker dies mid-batch, Ray restarts it (its processor is built anew) and the
+        batch's requests go back to the front of the queue, one per batch from then on, so a
+        request that kills its worker every time fails alone once it used up ``max_retries``.
+        """
+        from ray.exceptions import RayError, RayTaskError, TaskCancelledError
 
         worker = self._workers[index]
         work_ready = self._work_ready
@@ -416,22 +446,73 @@ class Coordinator:
                 seconds, processed = await batch.report_ref
             except TaskCancelledError:
                 pass
-            except RayActorError as exc:
-                error = WorkerDiedError(f"worker {index} died: {exc}")
-                self._fail(batch.items, error)
+            except RayTaskError as exc:  # raypw's own worker code failed: not retryable
+                self._fail(batch.items, exc)
+            except RayError as exc:  # the worker process or its node died
                 self._running.pop(index, None)
-                self._queue.finish(batch.items)
-                self._alive -= 1
-                logger.error("raypw worker %d died; its requests failed", index)
-                if self._alive == 0:
-                    self._fail_queue(WorkerDiedError("every worker of the service died"))
-                return
+                self._retry(batch.items, exc)
+                if not await self._await_restart(index, exc):
+                    return
+                continue
             else:
                 overhead = time.perf_counter() - dispatched - seconds
                 self._sizer.record(seconds, processed, overhead)
                 self._processed += processed
             self._running.pop(index, None)
             self._queue.finish(batch.items)
+
+    def _retry(self, items: list[_Item], cause: BaseException) -> None:
+        """Requeues the requests of a batch whose worker died, failing those out of retries."""
+        from raypw.errors import WorkerDiedError
+
+        again: list[_Item] = []
+        spent: list[_Item] = []
+        for item in items:
+            item.attempts += 1
+            (spent if item.attempts > self._max_retries else again).append(item)
+        for item in spent:
+            self._fail(
+                [item],
+                WorkerDiedError(
+                    f"{item.request!r:.80} was in process when its worker died, "
+                    f"{item.attempts} times (max_retries={self._max_retries}); last: "
+                    f"{type(cause).__name__}",
+                    request=item.request,
+                    attempts=item.attempts,
+                ),
+            )
+        self._queue.finish(spent)
+        self._queue.requeue_front(again)
+        self._restarts += 1
+        logger.warning(
+            "a raypw worker died (%s); %d request(s) requeued, %d failed",
+            type(cause).__name__,
+            len(again),
+            len(spent),
+        )
+        if again and self._work_ready is not None:
+            self._work_ready.set()
+
+    async def _await_restart(self, index: int, cause: BaseException) -> bool:
+        """Waits until Ray restarted worker ``index``; False if it is gone for good."""
+        from ray.exceptions import ActorDiedError, RayError
+
+        from raypw.errors import WorkerDiedError
+
+        deadline = time.monotonic() + self._restart_timeout
+        while time.monotonic() < deadline:
+            try:
+                await self._workers[index].ready.remote()
+                return True
+            except ActorDiedError:
+                break  # out of restarts, or its constructor failed on restart
+            except RayError:
+                await asyncio.sleep(0.2)  # restarting: unavailable for now
+        self._alive -= 1
+        logger.error("raypw worker %d is gone for good: %s", index, cause)
+        if self._alive == 0:
+            self._fail_queue(WorkerDiedError(f"every worker of the service died; last: {cause}"))
+        return False
 
     def _dispatch(self, index: int, worker: Any, items: list[_Item]) -> _Batch:
         batch_id = self._next_batch_id

@@ -58,12 +58,21 @@ class ResultTimeoutError(RaypwError, TimeoutError):
 
 
 class WorkerDiedError(RaypwError):
-    """The actor that held a request died before the request finished.
+    """The actor that held a request died, and the request could not be finished.
+
+    A request whose worker dies is dispatched again on a restarted worker, up to the
+    service's ``max_retries``; this error means those attempts are spent (a request that
+    kills its worker every time), or that no worker or coordinator is left to run it.
 
     Attributes:
-        request: The request that was lost with the actor.
+        request: The request that was lost.
+        attempts: How many times it was dispatched to a worker that then died.
     """
 
-    def __init__(self, message: str, request: Any = None) -> None:
+    def __init__(self, message: str, request: Any = None, attempts: int = 0) -> None:
         super().__init__(message)
         self.request = request
+        self.attempts = attempts
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.request, self.attempts))

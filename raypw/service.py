@@ -39,6 +39,8 @@ __all__ = ["ProcessorService"]
 logger = logging.getLogger("raypw")
 
 _NEW, _RUNNING, _STOPPED = "new", "running", "stopped"
+# Coordinators a service replaces before it gives up and fails what is pending.
+_MAX_RECOVERIES = 5
 
 # Services started in this process that started Ray themselves share it; the last one to
 # stop shuts it down. Guarded by _ray_lock.
@@ -65,7 +67,11 @@ class ProcessorService(Generic[RequestT, ResultT]):
         worker: Ray resources of each worker (a :class:`~raypw.config.WorkerResources` or a
             dict of its fields).
         batching: Batching policy (a :class:`~raypw.config.BatchingConfig` or a dict).
-        start_timeout: Seconds ``start()`` waits for the workers to be built.
+        start_timeout: Seconds ``start()`` waits for the workers to be built (and the
+            coordinator for a dead worker's restart).
+        max_retries: Times a request is dispatched again after its worker died while
+            processing it (at-least-once: a request may run more than once). Past that, its
+            promise fails with :class:`~raypw.WorkerDiedError`.
 
     Raises:
         pydantic.ValidationError: (a ``ValueError``) an argument is invalid; the message names
@@ -88,6 +94,7 @@ class ProcessorService(Generic[RequestT, ResultT]):
         worker: WorkerResources | Mapping[str, Any] | None = None,
         batching: BatchingConfig | Mapping[str, Any] | None = None,
         start_timeout: float = 120.0,
+        max_retries: int = 3,
     ) -> None:
         if not (isinstance(processor_class, type) and issubclass(processor_class, Processor)):
             raise TypeError(
@@ -100,6 +107,7 @@ class ProcessorService(Generic[RequestT, ResultT]):
             "processor_class_init_args": processor_class_init_args,
             "address": address,
             "start_timeout": start_timeout,
+            "max_retries": max_retries,
         }
         if worker is not None:
             fields["worker"] = worker
@@ -109,6 +117,8 @@ class ProcessorService(Generic[RequestT, ResultT]):
         self.processor_class = processor_class
         self._key = key
         self._lock = threading.Lock()  # lifecycle
+        self._recover_lock = threading.Lock()
+        self._recoveries = 0
         self._state = _NEW
         self._coordinator: Any = None
         self._client: Client | None = None
@@ -137,7 +147,7 @@ class ProcessorService(Generic[RequestT, ResultT]):
             self._use_ray()
             try:
                 self._coordinator, self.worker_pids = self._start_coordinator()
-                self._client = Client(self._coordinator, self._key)
+                self._client = Client(self._coordinator, self._key, self._replace_coordinator)
                 self._client.open()
             except BaseException:
                 self._end_actors()
@@ -182,9 +192,13 @@ class ProcessorService(Generic[RequestT, ResultT]):
 
         config = self.config
         args, kwargs = config.init_args()
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
         remote: Any = ray.remote  # its typed overloads do not list actor-only options
+        # On this program's node if it can: losing another node then costs only workers.
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
         actor_class = remote(num_cpus=0, max_concurrency=1000)(Coordinator)
-        coordinator = actor_class.remote(
+        coordinator = actor_class.options(scheduling_strategy=here).remote(
             self.processor_class,
             args,
             kwargs,
@@ -193,6 +207,8 @@ class ProcessorService(Generic[RequestT, ResultT]):
             config.batching.target_batch_seconds,
             config.batching.max_batch_size,
             config.batching.max_batch_seconds,
+            config.max_retries,
+            config.start_timeout,
         )
         self._coordinator = coordinator
         try:
@@ -204,6 +220,26 @@ class ProcessorService(Generic[RequestT, ResultT]):
                 f"{self.processor_class.__qualname__}: {_describe(cause)}"
             ) from exc
         return coordinator, pids
+
+    def _replace_coordinator(self, cause: BaseException) -> Any:
+        """Starts a new coordinator and workers after the old coordinator died.
+
+        Called from the client's collector thread. The old workers die with their owner, the
+        old coordinator; requests they were running are processed again (at-least-once).
+        """
+        import ray
+
+        with self._recover_lock:
+            if self._state != _RUNNING:
+                raise ServiceNotRunningError("the service is stopping")
+            self._recoveries += 1
+            if self._recoveries > _MAX_RECOVERIES:
+                raise cause
+            old, self._coordinator = self._coordinator, None
+            if old is not None:
+                ray.kill(old)  # it may be unreachable rather than dead
+            self._coordinator, self.worker_pids = self._start_coordinator()
+            return self._coordinator
 
     def stop(self, wait: bool = True, timeout: float | None = None) -> None:
         """Stops the service. Safe to call more than once, and before ``start()``.
@@ -229,7 +265,8 @@ class ProcessorService(Generic[RequestT, ResultT]):
     def _end_actors(self) -> None:
         import ray
 
-        coordinator, self._coordinator = self._coordinator, None
+        with self._recover_lock:
+            coordinator, self._coordinator = self._coordinator, None
         if coordinator is None:
             return
         try:
@@ -310,8 +347,10 @@ class ProcessorService(Generic[RequestT, ResultT]):
 
         Returns:
             ``queued`` and ``running`` distinct requests, ``processed`` requests,
-            ``deduplicated`` requests that joined an equal pending one, ``workers``, and
-            ``pending``: promises of this program not finished yet.
+            ``deduplicated`` requests that joined an equal pending one, ``workers`` alive,
+            ``worker_restarts`` (since the current coordinator started),
+            ``coordinator_replacements``, and ``pending``: promises of this program not
+            finished yet.
         """
         import ray
 
@@ -320,6 +359,7 @@ class ProcessorService(Generic[RequestT, ResultT]):
         counters: dict[str, int] = ray.get(self._coordinator.stats.remote())
         counters["deduplicated"] += self._client.deduplicated
         counters["pending"] = self._client.pending
+        counters["coordinator_replacements"] = self._recoveries
         return counters
 
     def __repr__(self) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -63,3 +64,43 @@ class BrokenConstructor(Processor):
 
     def process(self, request):  # pragma: no cover - never built
         return request
+
+
+class Stamper(Processor):
+    """Appends ``request start-time pid`` per processed request; "poison" kills its worker.
+
+    With a ``gate`` path, every request waits until that file exists before it is processed.
+    With ``fail_init_if``, the constructor raises while that file exists.
+    """
+
+    def __init__(
+        self, log_path: str, gate: str | None = None, fail_init_if: str | None = None
+    ) -> None:
+        if fail_init_if and Path(fail_init_if).exists():
+            raise RuntimeError("cannot build the processor now")
+        self.log = open(log_path, "a", buffering=1)  # noqa: SIM115 - lives with the worker
+        self.gate = Path(gate) if gate else None
+
+    def process(self, request):
+        while self.gate is not None and not self.gate.exists():
+            time.sleep(0.01)
+        self.log.write(f"{request} {time.time()!r} {os.getpid()}\n")
+        if request == "poison":
+            os.kill(os.getpid(), signal.SIGKILL)
+        if isinstance(request, str) and request.startswith("sleep"):
+            time.sleep(float(request[5:].split("#")[0]))
+        if isinstance(request, bytes):
+            return request[::-1]
+        return f"{request} processed."
+
+
+def stamps(log_path) -> list[tuple[str, float, int]]:
+    """The (request, start time, pid) lines a Stamper wrote."""
+    path = Path(log_path)
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        request, started, pid = line.rsplit(" ", 2)
+        rows.append((request, float(started), int(pid)))
+    return rows
