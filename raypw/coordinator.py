@@ -253,6 +253,7 @@ class Coordinator:
         self._max_retries = max_retries
         self._restart_timeout = restart_timeout
         self._restarts = 0
+        self._pids: list[int] = []  # process id of each worker, 0 while it restarts
         self._alive = 0  # workers still serving
         self._dead: BaseException | None = None  # set once no worker is left
 
@@ -295,6 +296,7 @@ class Coordinator:
                 ray.kill(worker)
             self._workers = []
             raise
+        self._pids = list(pids)
         self._alive = len(self._workers)
         self._serving = [
             asyncio.get_running_loop().create_task(self._serve(index))
@@ -388,6 +390,10 @@ class Coordinator:
         if mail is not None:
             mail.set()
 
+    async def worker_pids(self) -> list[int]:
+        """Returns the process id of each worker (0 while one is being restarted)."""
+        return list(self._pids)
+
     async def stats(self) -> dict[str, int]:
         """Returns counters: queued, running, processed, deduplicated, workers alive, and
         worker restarts."""
@@ -450,6 +456,7 @@ class Coordinator:
                 self._fail(batch.items, exc)
             except RayError as exc:  # the worker process or its node died
                 self._running.pop(index, None)
+                self._pids[index] = 0
                 self._retry(batch.items, exc)
                 if not await self._await_restart(index, exc):
                     return
@@ -502,7 +509,7 @@ class Coordinator:
         deadline = time.monotonic() + self._restart_timeout
         while time.monotonic() < deadline:
             try:
-                await self._workers[index].ready.remote()
+                self._pids[index] = await self._workers[index].ready.remote()
                 return True
             except ActorDiedError:
                 break  # out of restarts, or its constructor failed on restart

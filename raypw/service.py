@@ -123,7 +123,7 @@ class ProcessorService(Generic[RequestT, ResultT]):
         self._coordinator: Any = None
         self._client: Client | None = None
         self._uses_our_ray = False
-        self.worker_pids: list[int] = []
+        self._worker_pids: list[int] = []
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -146,7 +146,7 @@ class ProcessorService(Generic[RequestT, ResultT]):
                 raise RuntimeError(f"the service is {self._state}; a service starts only once")
             self._use_ray()
             try:
-                self._coordinator, self.worker_pids = self._start_coordinator()
+                self._coordinator, self._worker_pids = self._start_coordinator()
                 self._client = Client(self._coordinator, self._key, self._replace_coordinator)
                 self._client.open()
             except BaseException:
@@ -155,7 +155,7 @@ class ProcessorService(Generic[RequestT, ResultT]):
                 raise
             self._state = _RUNNING
         logger.info(
-            "raypw service started: %d x %s", len(self.worker_pids), self.processor_class.__name__
+            "raypw service started: %d x %s", len(self._worker_pids), self.processor_class.__name__
         )
         return self
 
@@ -238,7 +238,7 @@ class ProcessorService(Generic[RequestT, ResultT]):
             old, self._coordinator = self._coordinator, None
             if old is not None:
                 ray.kill(old)  # it may be unreachable rather than dead
-            self._coordinator, self.worker_pids = self._start_coordinator()
+            self._coordinator, self._worker_pids = self._start_coordinator()
             return self._coordinator
 
     def stop(self, wait: bool = True, timeout: float | None = None) -> None:
@@ -288,6 +288,20 @@ class ProcessorService(Generic[RequestT, ResultT]):
     ) -> None:
         """Stops the service: waits for queued work, or aborts it if the block raised."""
         self.stop(wait=exc_type is None)
+
+    @property
+    def worker_pids(self) -> list[int]:
+        """Process id of each worker now (0 for one Ray is restarting); [] when not running."""
+        import ray
+
+        coordinator = self._coordinator
+        if coordinator is None or self._state != _RUNNING:
+            return []
+        try:
+            pids: list[int] = ray.get(coordinator.worker_pids.remote(), timeout=10)
+        except Exception:  # the coordinator is being replaced: what start() saw last
+            return list(self._worker_pids)
+        return pids
 
     @property
     def running(self) -> bool:
