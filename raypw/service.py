@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Generic
@@ -39,8 +40,11 @@ __all__ = ["ProcessorService"]
 logger = logging.getLogger("raypw")
 
 _NEW, _RUNNING, _STOPPED = "new", "running", "stopped"
-# Coordinators a service replaces before it gives up and fails what is pending.
-_MAX_RECOVERIES = 5
+# A coordinator that dies within CRASH_LOOP_SECONDS of replacing the previous one counts as a
+# crash loop; after CRASH_LOOP_LIMIT of those in a row the service gives up and fails what is
+# pending, rather than restart forever. Deaths further apart are always recovered from.
+CRASH_LOOP_SECONDS = 30.0
+CRASH_LOOP_LIMIT = 3
 
 # Services started in this process that started Ray themselves share it; the last one to
 # stop shuts it down. Guarded by _ray_lock.
@@ -119,6 +123,8 @@ class ProcessorService(Generic[RequestT, ResultT]):
         self._lock = threading.Lock()  # lifecycle
         self._recover_lock = threading.Lock()
         self._recoveries = 0
+        self._replaced_at = -CRASH_LOOP_SECONDS
+        self._crash_loop = 0
         self._state = _NEW
         self._coordinator: Any = None
         self._client: Client | None = None
@@ -232,9 +238,13 @@ class ProcessorService(Generic[RequestT, ResultT]):
         with self._recover_lock:
             if self._state != _RUNNING:
                 raise ServiceNotRunningError("the service is stopping")
-            self._recoveries += 1
-            if self._recoveries > _MAX_RECOVERIES:
+            now = time.monotonic()
+            quick = now - self._replaced_at < CRASH_LOOP_SECONDS
+            self._crash_loop = self._crash_loop + 1 if quick else 0
+            if self._crash_loop >= CRASH_LOOP_LIMIT:
                 raise cause
+            self._recoveries += 1
+            self._replaced_at = now
             old, self._coordinator = self._coordinator, None
             if old is not None:
                 ray.kill(old)  # it may be unreachable rather than dead
