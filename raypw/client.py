@@ -162,7 +162,7 @@ class Client:
         with STATE_LOCK:
             if not self._open:
                 if self._broken is not None:
-                    raise ServiceNotRunningError(f"the service broke: {self._broken}")
+                    raise ServiceNotRunningError(f"the service is not running: {self._broken}")
                 raise ServiceNotRunningError(
                     "the service is not running: call start() first (or use it as a context "
                     "manager); after stop() it takes no more requests"
@@ -325,6 +325,9 @@ class Client:
                 if self._stopped and not news:
                     return
                 for entry in news:
+                    if isinstance(entry[0], str):  # ("closed", reason): stopped on purpose
+                        self._close_from_service(entry[1])
+                        return
                     if entry[0] is None:
                         self._fail(entry[1], entry[2])
                     else:
@@ -341,6 +344,19 @@ class Client:
                     logger.debug("batch ref failed", exc_info=True)
                     continue
                 self._settle_batch(outcome, parts)
+
+    def _close_from_service(self, reason: str) -> None:
+        """The service was stopped (by another program): abort what is pending here."""
+        notes = Notes()
+        with STATE_LOCK:
+            self._open = False
+            self._broken = ServiceNotRunningError(reason)
+            for promise in list(self._by_id.values()):
+                self._forget(promise)
+                settle(promise, ABORTED, None, notes)
+            self._outbox.clear()
+        self._deliver(notes)
+        logger.warning("raypw: %s; pending requests were aborted", reason)
 
     def _recover(self, cause: BaseException) -> bool:
         """Replaces a dead coordinator and hands it back every pending request.

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = ["BatchingConfig", "ServiceConfig", "WorkerResources"]
 
@@ -75,6 +75,24 @@ class ServiceConfig(BaseModel):
         strict=True,
         description="Times a request is dispatched again after its worker died mid-request.",
     )
+    name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="Name under which other programs attach with ProcessorService.connect().",
+    )
+    detached: bool = Field(
+        default=False,
+        strict=True,
+        description="Keep a named service running after the program that started it exits.",
+    )
+
+    @model_validator(mode="after")
+    def _detached_needs_a_name(self) -> ServiceConfig:
+        if self.detached and self.name is None:
+            raise ValueError("detached=True needs a name: nobody could reach the service else")
+        return self
 
     def init_args(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """Splits ``processor_class_init_args`` into positional and keyword arguments."""

@@ -220,6 +220,7 @@ class Coordinator:
         max_batch_seconds: See :class:`~raypw.config.BatchingConfig`.
         max_retries: Times a request is dispatched again after its worker died.
         restart_timeout: Seconds to wait for Ray to restart a dead worker.
+        service_info: What clients attaching by name learn from :meth:`info`.
     """
 
     def __init__(
@@ -234,8 +235,15 @@ class Coordinator:
         max_batch_seconds: float,
         max_retries: int = 3,
         restart_timeout: float = 120.0,
+        service_info: dict[str, Any] | None = None,
     ) -> None:
+        if isinstance(processor_class, bytes):  # handed on by a client that attached by name
+            from ray import cloudpickle
+
+            processor_class = cloudpickle.loads(processor_class)
         self._processor_class = processor_class
+        self._info = dict(service_info or {})
+        self._starting: asyncio.Future[list[int]] | None = None
         self._init_args = init_args
         self._init_kwargs = init_kwargs
         self._parallel_workers = parallel_workers
@@ -258,7 +266,8 @@ class Coordinator:
         self._dead: BaseException | None = None  # set once no worker is left
 
     async def start(self, timeout: float) -> list[int]:
-        """Starts the workers and waits until each processor is built.
+        """Starts the workers and waits until each processor is built. Idempotent: a second
+        call (another client of a named service) waits for the same start.
 
         Returns:
             The process id of each worker.
@@ -267,6 +276,22 @@ class Coordinator:
             Exception: The processor constructor's exception, or a timeout; no worker is
                 left running.
         """
+        if self._starting is None:
+            self._starting = asyncio.ensure_future(self._start(timeout))
+        return await asyncio.shield(self._starting)
+
+    async def info(self) -> dict[str, Any]:
+        """Describes the service: name, processor, configuration, creator."""
+        from ray import cloudpickle
+
+        blob = cloudpickle.dumps(self._processor_class)  # type: ignore[no-untyped-call]
+        return {
+            **self._info,
+            "processor_blob": blob,
+            "init_args": self._init_kwargs or self._init_args or None,
+        }
+
+    async def _start(self, timeout: float) -> list[int]:
         import ray
 
         from raypw.worker import remote_worker_class
@@ -367,7 +392,8 @@ class Coordinator:
 
         Each entry is ``(outcome_ref, positions, ids)``: the requests ``ids`` are at
         ``positions`` of the batch whose outcomes ``outcome_ref`` will hold; or
-        ``(None, ids, error)``: those requests failed with ``error``.
+        ``(None, ids, error)``: those requests failed with ``error``; or
+        ``("closed", reason)``: the service was stopped.
         """
         mailbox = self._mailboxes.get(client)
         if mailbox is None:
@@ -406,10 +432,15 @@ class Coordinator:
             "worker_restarts": self._restarts,
         }
 
-    async def shutdown(self) -> None:
-        """Stops serving and ends the workers."""
+    async def shutdown(self, reason: str = "the service was stopped") -> None:
+        """Stops serving and ends the workers; every client hears ``reason`` first."""
         import ray
 
+        for client in list(self._mailboxes):
+            self._post(client, ("closed", reason))
+        deadline = time.monotonic() + 1.0  # let waiting clients collect the news
+        while any(self._mailboxes.values()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
         for task in self._serving:
             task.cancel()
         for worker in self._workers:

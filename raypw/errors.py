@@ -6,6 +6,7 @@ The hierarchy keeps the standard library's bases, so ``except TimeoutError`` and
     RaypwError(Exception)
     ├── ServiceNotRunningError(RaypwError, RuntimeError)  queue_request() outside start..stop
     ├── ServiceStartError(RaypwError, RuntimeError)       start() could not bring workers up
+    ├── ServiceNotFoundError(RaypwError, LookupError)     connect() to a name nobody runs
     ├── PromiseAbortedError(RaypwError)                   get_result() on an aborted promise
     ├── ResultTimeoutError(RaypwError, TimeoutError)      a wait ran out of time
     └── WorkerDiedError(RaypwError)                       the actor holding a request died
@@ -23,6 +24,7 @@ __all__ = [
     "PromiseAbortedError",
     "RaypwError",
     "ResultTimeoutError",
+    "ServiceNotFoundError",
     "ServiceNotRunningError",
     "ServiceStartError",
     "WorkerDiedError",
@@ -39,6 +41,10 @@ class ServiceNotRunningError(RaypwError, RuntimeError):
 
 class ServiceStartError(RaypwError, RuntimeError):
     """``start()`` could not bring the coordinator or the processor workers up."""
+
+
+class ServiceNotFoundError(RaypwError, LookupError):
+    """``ProcessorService.connect(name)`` found no service of that name on the cluster."""
 
 
 class PromiseAbortedError(RaypwError):

@@ -25,13 +25,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Generic
 
 from raypw.client import Client
 from raypw.config import BatchingConfig, ServiceConfig, WorkerResources
-from raypw.errors import ServiceNotRunningError, ServiceStartError
+from raypw.errors import ServiceNotFoundError, ServiceNotRunningError, ServiceStartError
 from raypw.processor import Processor, RequestT, ResultT
 from raypw.promise import Promise
 
@@ -45,6 +46,8 @@ _NEW, _RUNNING, _STOPPED = "new", "running", "stopped"
 # pending, rather than restart forever. Deaths further apart are always recovered from.
 CRASH_LOOP_SECONDS = 30.0
 CRASH_LOOP_LIMIT = 3
+# Named services live in one Ray namespace, so any program (job) on the cluster finds them.
+NAMESPACE = "raypw"
 
 # Services started in this process that started Ray themselves share it; the last one to
 # stop shuts it down. Guarded by _ray_lock.
@@ -76,6 +79,11 @@ class ProcessorService(Generic[RequestT, ResultT]):
         max_retries: Times a request is dispatched again after its worker died while
             processing it (at-least-once: a request may run more than once). Past that, its
             promise fails with :class:`~raypw.WorkerDiedError`.
+        name: Makes the service shared: other programs on the same Ray cluster attach to it
+            with :meth:`connect` and queue requests; equal requests from all of them are
+            processed once.
+        detached: With ``name``, the service outlives the program that started it until it is
+            stopped explicitly (``ProcessorService.connect(name).stop(shutdown=True)``).
 
     Raises:
         pydantic.ValidationError: (a ``ValueError``) an argument is invalid; the message names
@@ -99,6 +107,8 @@ class ProcessorService(Generic[RequestT, ResultT]):
         batching: BatchingConfig | Mapping[str, Any] | None = None,
         start_timeout: float = 120.0,
         max_retries: int = 3,
+        name: str | None = None,
+        detached: bool = False,
     ) -> None:
         if not (isinstance(processor_class, type) and issubclass(processor_class, Processor)):
             raise TypeError(
@@ -112,13 +122,23 @@ class ProcessorService(Generic[RequestT, ResultT]):
             "address": address,
             "start_timeout": start_timeout,
             "max_retries": max_retries,
+            "name": name,
+            "detached": detached,
         }
         if worker is not None:
             fields["worker"] = worker
         if batching is not None:
             fields["batching"] = batching
         self.config = ServiceConfig.model_validate(fields)
+        self._init_state(processor_class, key, owner=True)
+
+    def _init_state(
+        self, processor_class: type[Processor[Any, Any]], key: Any, owner: bool
+    ) -> None:
         self.processor_class = processor_class
+        self._processor_blob: bytes | None = None  # the class as an attached client got it
+        self._owner = owner  # this object started the actors, so its stop() ends them
+        self._creator = uuid.uuid4().hex
         self._key = key
         self._lock = threading.Lock()  # lifecycle
         self._recover_lock = threading.Lock()
@@ -191,21 +211,37 @@ class ProcessorService(Generic[RequestT, ResultT]):
                 _ray_started_here = False
                 ray.shutdown()
 
-    def _start_coordinator(self) -> tuple[Any, list[int]]:
+    def _start_coordinator(self, replacing: bool = False) -> tuple[Any, list[int]]:
+        """Creates and starts the coordinator (and through it the workers).
+
+        Args:
+            replacing: The previous coordinator died. For a named service another client may
+                have replaced it already: then this one joins it instead of failing.
+        """
         import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         from raypw.coordinator import Coordinator
 
         config = self.config
         args, kwargs = config.init_args()
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
         remote: Any = ray.remote  # its typed overloads do not list actor-only options
         # On this program's node if it can: losing another node then costs only workers.
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+        options: dict[str, Any] = {"scheduling_strategy": here}
+        if config.name is not None:
+            options.update(name=config.name, namespace=NAMESPACE, get_if_exists=True)
+            if config.detached:
+                options["lifetime"] = "detached"
         actor_class = remote(num_cpus=0, max_concurrency=1000)(Coordinator)
-        coordinator = actor_class.options(scheduling_strategy=here).remote(
-            self.processor_class,
+        info = {
+            "name": config.name,
+            "creator": self._creator,
+            "processor": _qualified_name(self.processor_class),
+            "config": config.model_dump(mode="json", exclude={"processor_class_init_args"}),
+        }
+        coordinator = actor_class.options(**options).remote(
+            self._processor_blob or self.processor_class,
             args,
             kwargs,
             config.parallel_workers,
@@ -215,8 +251,18 @@ class ProcessorService(Generic[RequestT, ResultT]):
             config.batching.max_batch_seconds,
             config.max_retries,
             config.start_timeout,
+            info,
         )
         self._coordinator = coordinator
+        if config.name is not None and not replacing:
+            found = ray.get(coordinator.info.remote())
+            if found.get("creator") != self._creator:  # get_if_exists gave us someone else's
+                self._coordinator = None
+                raise ServiceStartError(
+                    f"a raypw service named {config.name!r} already runs "
+                    f"({found.get('processor')}); attach to it with "
+                    f"ProcessorService.connect({config.name!r}) or pick another name"
+                )
         try:
             pids = ray.get(coordinator.start.remote(config.start_timeout))
         except Exception as exc:
@@ -248,17 +294,104 @@ class ProcessorService(Generic[RequestT, ResultT]):
             old, self._coordinator = self._coordinator, None
             if old is not None:
                 ray.kill(old)  # it may be unreachable rather than dead
-            self._coordinator, self._worker_pids = self._start_coordinator()
+            self._coordinator, self._worker_pids = self._start_coordinator(replacing=True)
             return self._coordinator
 
-    def stop(self, wait: bool = True, timeout: float | None = None) -> None:
+    @classmethod
+    def connect(
+        cls,
+        name: str,
+        *,
+        address: str | None = None,
+        processor_class: type[Processor[RequestT, ResultT]] | None = None,
+        key: Callable[[RequestT], Hashable] | None = None,
+    ) -> ProcessorService[RequestT, ResultT]:
+        """Attaches to a named service that another program started; returns it running.
+
+        Requests queued here join the service's queue; equal requests from every attached
+        program are processed once. ``stop()`` on the returned object only detaches this
+        program; ``stop(shutdown=True)`` stops the service for everyone.
+
+        Args:
+            name: The ``name`` the service was started with.
+            address: Ray address, as for the constructor (default: ``RAY_ADDRESS`` or the
+                Ray this process already uses).
+            processor_class: If given, the service must run this processor class.
+            key: Dedup key function for requests queued here (see the constructor).
+
+        Raises:
+            ServiceNotFoundError: (a ``LookupError``) no service of that name runs there.
+            TypeError: the service runs another processor class than ``processor_class``.
+        """
+        import ray
+
+        info: dict[str, Any]
+        service = cls.__new__(cls)
+        service._init_attached(name, address, key)
+        service._use_ray()
+        try:
+            try:
+                coordinator = ray.get_actor(name, namespace=NAMESPACE)
+                found: Any = ray.get(coordinator.info.remote())
+                info = found
+            except ValueError:
+                raise ServiceNotFoundError(
+                    f"no raypw service named {name!r} runs on this Ray cluster; start one "
+                    f"with ProcessorService(..., name={name!r})"
+                ) from None
+            if processor_class is not None and info["processor"] != _qualified_name(
+                processor_class
+            ):
+                raise TypeError(
+                    f"the service {name!r} runs {info['processor']}, not "
+                    f"{_qualified_name(processor_class)}"
+                )
+            service._adopt(coordinator, info)
+        except BaseException:
+            service._release_ray()
+            raise
+        return service
+
+    def _init_attached(self, name: str, address: str | None, key: Any) -> None:
+        self.config = ServiceConfig(name=name, address=address)
+        self._init_state(Processor, key, owner=False)
+
+    def _adopt(self, coordinator: Any, info: dict[str, Any]) -> None:
+        """Takes over an existing coordinator's configuration and opens a client to it."""
+        import ray
+        from ray import cloudpickle
+
+        config = dict(
+            info["config"],
+            address=self.config.address,
+            processor_class_init_args=info["init_args"],
+        )
+        self.config = ServiceConfig.model_validate(config)
+        self._processor_blob = info["processor_blob"]
+        try:
+            self.processor_class = cloudpickle.loads(self._processor_blob)
+        except Exception:  # its module is not importable here: the name is enough
+            logger.debug("processor class of %s not importable here", info["name"])
+        self._coordinator = coordinator
+        self._worker_pids = ray.get(coordinator.worker_pids.remote())
+        self._client = Client(coordinator, self._key, self._replace_coordinator)
+        self._client.open()
+        self._state = _RUNNING
+
+    def stop(
+        self, wait: bool = True, timeout: float | None = None, *, shutdown: bool | None = None
+    ) -> None:
         """Stops the service. Safe to call more than once, and before ``start()``.
 
         Args:
-            wait: True lets every queued request finish first; False stops at once and
-                aborts whatever is pending (``get_result()`` then raises
+            wait: True lets every queued request of this program finish first; False stops
+                at once and aborts whatever is pending (``get_result()`` then raises
                 :class:`~raypw.PromiseAbortedError`).
             timeout: With ``wait``, seconds to wait at most before aborting the rest.
+            shutdown: Whether to end the coordinator and workers too. By default True for
+                the program that started the service and False for one that attached with
+                :meth:`connect`, which then only detaches. Other attached programs see their
+                pending promises aborted when the service shuts down.
         """
         with self._lock:
             if self._state == _STOPPED:
@@ -268,7 +401,8 @@ class ProcessorService(Generic[RequestT, ResultT]):
                 return
             if self._client is not None:
                 self._client.close(wait=wait, timeout=timeout)
-            self._end_actors()
+            if self._owner if shutdown is None else shutdown:
+                self._end_actors()
             self._release_ray()
         logger.info("raypw service stopped")
 
@@ -391,6 +525,10 @@ class ProcessorService(Generic[RequestT, ResultT]):
             f"<ProcessorService {self.processor_class.__name__} "
             f"workers={self.config.parallel_workers} {self._state}>"
         )
+
+
+def _qualified_name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def _describe(error: BaseException) -> str:

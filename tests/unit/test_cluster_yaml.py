@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,7 +44,9 @@ def test_token_auth_on_every_node_and_dashboard_on_localhost(cluster):
 
 def test_worker_nodes_autoscale_between_min_and_max(cluster):
     workers = [
-        t for name, t in cluster["available_node_types"].items() if name != cluster["head_node_type"]
+        t
+        for name, t in cluster["available_node_types"].items()
+        if name != cluster["head_node_type"]
     ]
     assert workers and all(0 <= t["min_workers"] <= t["max_workers"] for t in workers)
     assert cluster["max_workers"] >= max(t["max_workers"] for t in workers)
