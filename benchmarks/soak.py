@@ -141,15 +141,15 @@ def main() -> None:
             outcome["completed"] += 1
             wrong += not result.startswith(promise.request + "@")
     service.stop()
-    print(f"minutes            {args.minutes:g}")
-    print(f"requests queued    {len(promises):,} ({len(set(promises)):,} distinct promises)")
+    print(f"minutes                  {args.minutes:g}")
+    print(f"requests queued          {len(promises):,} ({len(set(promises)):,} distinct promises)")
     for name in ("completed", "failed: process() error", "failed: worker died", "aborted"):
-        print(f"{name:<19}{outcome[name]:,}")
-    print(f"abort() -> True    {aborted_true:,}")
-    print("faults injected    " + ", ".join(f"{k} {v:,}" for k, v in sorted(faults.items())))
-    print(f"wrong results      {wrong:,}")
-    print(f"lost               {outcome['lost']:,}")
-    print(f"peak memory        {peak / 2**30:.2f} GiB (process tree)")
+        print(f"{name:<25}{outcome[name]:,}")
+    print(f"abort() -> True          {aborted_true:,}")
+    print("faults injected          " + ", ".join(f"{k} {v:,}" for k, v in sorted(faults.items())))
+    print(f"wrong results            {wrong:,}")
+    print(f"lost                     {outcome['lost']:,}")
+    print(f"peak memory              {peak / 2**30:.2f} GiB (process tree)")
 
 
 if __name__ == "__main__":
