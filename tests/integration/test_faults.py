@@ -22,6 +22,7 @@ from raypw import (
     PromiseAbortedError,
     PromiseSet,
     ResultTimeoutError,
+    ServiceNotRunningError,
     WorkerDiedError,
 )
 from tests.integration.conftest import alive_raypw_actors
@@ -236,5 +237,5 @@ def test_dead_coordinator_that_cannot_be_replaced_fails_every_promise(make_servi
         promises[-1].get_result()  # no timeout: it must not hang
     assert time.monotonic() - started < 60
     assert all(p.done() for p in promises)
-    with pytest.raises(Exception, match="broke"):
+    with pytest.raises(ServiceNotRunningError, match="could not be replaced"):
         service.queue_request("late")
