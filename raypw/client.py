@@ -51,7 +51,7 @@ _SUBMIT_CHUNK = 8192
 # ahead of the results (at least MIN_WINDOW): enough to keep every worker busy, while the rest
 # waits here, where abort() is instant and memory is not held twice.
 MIN_WINDOW = 1024
-WINDOW_BATCHES = 8
+WINDOW_BATCHES = 16
 # Seconds an abort() waits for the coordinator's confirmation before it gives up waiting.
 _ABORT_TIMEOUT = 30.0
 # Types whose values always pickle: queue_request skips the picklability check for them.
@@ -332,7 +332,9 @@ class Client:
                         self._fail(entry[1], entry[2])
                     else:
                         in_flight.setdefault(entry[0], []).append((entry[1], entry[2]))
-                        self._window = max(MIN_WINDOW, WINDOW_BATCHES * len(entry[2]))
+                        # Grows with the batches and never shrinks: the smaller batches at
+                        # the end of a run must not starve the next one.
+                        self._window = max(self._window, WINDOW_BATCHES * len(entry[2]))
                 poll = coordinator.poll.remote(self.client_id)
             else:
                 parts = in_flight.pop(ref)

@@ -103,3 +103,26 @@ def test_detached_service_outlives_its_starter_until_stopped(cluster, tmp_path):
     probe = driver(cluster, "tests.cluster.drivers", "client", str(tmp_path), "detach", wait=False)
     probe.wait(timeout=120)
     assert probe.returncode != 0 and "ServiceNotFoundError" in probe.stderr.read()
+
+
+def test_cluster_refuses_a_driver_without_the_token(cluster):
+    env = {k: v for k, v in cluster.env.items() if k != "RAY_AUTH_TOKEN"}
+    env.update(RAY_ADDRESS=cluster.address, RAY_AUTH_MODE="token", HOME=str(ROOT / "no-home"))
+    probe = subprocess.run(
+        [sys.executable, "-c", "import ray; ray.init(); print('connected')"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert probe.returncode != 0 and "connected" not in probe.stdout
+
+
+def test_cluster_client_example_starts_uses_and_shuts_down_a_named_service(cluster):
+    out = driver(cluster, "examples.cluster_client", "thumbs2", "--start", "--shutdown").stdout
+    assert "attached to 'thumbs2': 4 workers" in out
+    assert len(re.findall(r"photo\d\.jpg processed\.", out)) == 8
+    gone = driver(cluster, "examples.cluster_client", "thumbs2", wait=False)
+    gone.wait(timeout=120)
+    assert gone.returncode != 0 and "ServiceNotFoundError" in gone.stderr.read()

@@ -138,14 +138,20 @@ def test_abort_under_load_never_processes_after_true_and_never_stalls(make_servi
     random.Random(7).shuffle(order)
     aborted_at: dict[str, float] = {}
     slowest = 0.0
+    refused = []
     for index in order[: len(order) // 2]:
         started = time.monotonic()
         if promises[index].abort():
             aborted_at[promises[index].request] = time.time()
+        else:  # recorded at once: done is final, a later look would prove nothing
+            refused.append((promises[index].done(), promises[index].is_aborted()))
         slowest = max(slowest, time.monotonic() - started)
     PromiseSet(promises).wait_for_all(timeout=120)
     assert slowest < 5.0, f"an abort() took {slowest:.1f} s"
-    assert len(aborted_at) > 40_000  # most were still queued when aborted
+    # abort() says False only for a request that had finished already.
+    assert all(done and not aborted for done, aborted in refused)
+    # The pool was still busy for most of the loop: thousands of aborts really landed.
+    assert len(aborted_at) > 10_000
     late = [(r, t) for r, t, _ in stamps(log) if r in aborted_at and t > aborted_at[r]]
     assert late == []
     for promise in promises:
