@@ -116,10 +116,19 @@ class Client:
             thread.start()
             self._threads.append(thread)
 
-    def close(self, wait: bool = True, timeout: float | None = None) -> None:
+    def close(
+        self, wait: bool = True, timeout: float | None = None, hand_over: bool = False
+    ) -> None:
         """Stops taking requests; waits for pending ones (``wait``) or aborts them.
 
         Pending promises still unfinished when ``timeout`` runs out are aborted.
+
+        Args:
+            wait: Wait for pending promises first.
+            timeout: Seconds to wait at most.
+            hand_over: Leave the pending requests with the coordinator, which still processes
+                them (and drops their results), instead of withdrawing them. Used when a
+                program exits while a detached service holds its work.
         """
         import ray
 
@@ -129,16 +138,20 @@ class Client:
             self._open = False
             if wait:
                 self._idle.wait_for(lambda: not self._by_id, timeout)
-            notes = Notes()
+            self._stopped = True
+            self._outbox_ready.notify_all()
+        if hand_over:
+            self._hand_over()
+        notes = Notes()
+        with STATE_LOCK:
             for promise in list(self._by_id.values()):
                 self._forget(promise)
                 settle(promise, ABORTED, None, notes)
             self._outbox.clear()
-            self._stopped = True
-            self._outbox_ready.notify_all()
         self._deliver(notes)
+        leave = self._coordinator.leave if hand_over else self._coordinator.disconnect
         try:
-            ray.get(self._coordinator.disconnect.remote(self.client_id), timeout=10)
+            ray.get(leave.remote(self.client_id), timeout=10)
         except Exception:  # the coordinator may be gone already
             logger.debug("disconnect failed", exc_info=True)
         self._callbacks.put(None)
@@ -146,6 +159,28 @@ class Client:
             if thread is not threading.current_thread():
                 thread.join(timeout=10)
         self._threads = []
+
+    def _hand_over(self) -> None:
+        """Submits whatever is still in the outbox, past the window, and waits for it."""
+        import ray
+
+        with self._send_lock:  # the sender has stopped, or stops before its next submit
+            with STATE_LOCK:
+                taken = [p for p in self._outbox if p._state == PENDING]
+                self._outbox.clear()
+            refs = []
+            for start in range(0, len(taken), _SUBMIT_CHUNK):
+                chunk = taken[start : start + _SUBMIT_CHUNK]
+                keys = None if self._key is None else [p._key for p in chunk]
+                refs.append(
+                    self._coordinator.submit.remote(
+                        self.client_id, [p._id for p in chunk], [p.request for p in chunk], keys
+                    )
+                )
+            try:
+                ray.get(refs, timeout=30)
+            except Exception:
+                logger.warning("could not hand %d request(s) to the service", len(taken))
 
     # -- queueing --------------------------------------------------------------------------
 

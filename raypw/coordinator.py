@@ -85,6 +85,7 @@ class WorkQueue:
         # (ids above it), applied when the submit arrives.
         self._highest: dict[str, int] = {}
         self._early_aborts: dict[str, set[int]] = {}
+        self._left: set[str] = set()  # clients gone whose requests are still processed
         self.queued = 0  # live items in the queue
         self.deduplicated = 0
 
@@ -184,6 +185,15 @@ class WorkQueue:
         self._early_aborts.pop(client, None)
         return orphaned
 
+    def leave(self, client: str) -> None:
+        """Keeps a departed client's requests queued; forgets the client once they finish."""
+        self._early_aborts.pop(client, None)
+        if self._by_client.get(client):
+            self._left.add(client)
+        else:
+            self._by_client.pop(client, None)
+            self._highest.pop(client, None)
+
     def finish(self, items: list[_Item]) -> None:
         """Forgets the items of a finished batch."""
         by_key = self._by_key
@@ -195,6 +205,10 @@ class WorkQueue:
                 mine = by_client.get(client)
                 if mine is not None:
                     mine.pop(request_id, None)
+                    if not mine and client in self._left:
+                        self._left.discard(client)
+                        del by_client[client]
+                        self._highest.pop(client, None)
 
     def requeue_front(self, items: list[_Item]) -> None:
         """Puts items back at the front of the queue, in order (their worker failed)."""
@@ -411,6 +425,15 @@ class Coordinator:
     async def disconnect(self, client: str) -> None:
         """Forgets a client and withdraws whatever it still waits for."""
         await self._skip(self._queue.drop_client(client))
+        self._mailboxes.pop(client, None)
+        mail = self._mail.pop(client, None)
+        if mail is not None:
+            mail.set()
+
+    async def leave(self, client: str) -> None:
+        """Forgets a client but keeps its queued requests: they are still processed, once,
+        and their results dropped (a program exited while a detached service had its work)."""
+        self._queue.leave(client)
         self._mailboxes.pop(client, None)
         mail = self._mail.pop(client, None)
         if mail is not None:

@@ -22,10 +22,12 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Generic
@@ -54,6 +56,10 @@ NAMESPACE = "raypw"
 _ray_lock = threading.Lock()
 _ray_users = 0
 _ray_started_here = False
+# Services running in this process, for the exit hook (registered once Ray is imported, so
+# that it runs before Ray's own shutdown at exit).
+_live_services: weakref.WeakSet[ProcessorService[Any, Any]] = weakref.WeakSet()
+_exit_hook_registered = False
 
 
 class ProcessorService(Generic[RequestT, ResultT]):
@@ -173,13 +179,14 @@ class ProcessorService(Generic[RequestT, ResultT]):
             self._use_ray()
             try:
                 self._coordinator, self._worker_pids = self._start_coordinator()
-                self._client = Client(self._coordinator, self._key, self._replace_coordinator)
+                self._client = Client(self._coordinator, self._key, _replacer(self))
                 self._client.open()
             except BaseException:
                 self._end_actors()
                 self._release_ray()
                 raise
             self._state = _RUNNING
+            _track(self)
         logger.info(
             "raypw service started: %d x %s", len(self._worker_pids), self.processor_class.__name__
         )
@@ -374,9 +381,10 @@ class ProcessorService(Generic[RequestT, ResultT]):
             logger.debug("processor class of %s not importable here", info["name"])
         self._coordinator = coordinator
         self._worker_pids = ray.get(coordinator.worker_pids.remote())
-        self._client = Client(coordinator, self._key, self._replace_coordinator)
+        self._client = Client(coordinator, self._key, _replacer(self))
         self._client.open()
         self._state = _RUNNING
+        _track(self)
 
     def stop(
         self, wait: bool = True, timeout: float | None = None, *, shutdown: bool | None = None
@@ -405,6 +413,33 @@ class ProcessorService(Generic[RequestT, ResultT]):
                 self._end_actors()
             self._release_ray()
         logger.info("raypw service stopped")
+
+    def _leave_at_exit(self) -> None:
+        """The program exits without stop(): end this program's part quickly and cleanly.
+
+        The client's threads end before Ray shuts down. A detached service keeps the
+        requests this program queued and still processes them; any other service's workers
+        end with the program, as Ray ends the actors a driver owned.
+        """
+        with self._lock:
+            if self._state != _RUNNING:
+                return
+            self._state = _STOPPED
+            if self._client is not None:
+                self._client.close(wait=False, hand_over=self.config.detached)
+
+    def __del__(self) -> None:
+        if getattr(self, "_state", None) != _RUNNING:
+            return
+        logger.warning(
+            "%r was garbage-collected while running; stopping it (call stop() or use "
+            "'with ProcessorService(...) as svc:' to stop it yourself)",
+            self,
+        )
+        try:
+            self.stop(wait=False)
+        except Exception:
+            logger.debug("stopping a collected service failed", exc_info=True)
 
     def _end_actors(self) -> None:
         import ray
@@ -525,6 +560,37 @@ class ProcessorService(Generic[RequestT, ResultT]):
             f"<ProcessorService {self.processor_class.__name__} "
             f"workers={self.config.parallel_workers} {self._state}>"
         )
+
+
+def _replacer(service: ProcessorService[Any, Any]) -> Callable[[BaseException], Any]:
+    """The client's way to replace a dead coordinator, holding the service only weakly
+    (so a running service nobody refers to any more is collected, and stopped)."""
+    ref = weakref.ref(service)
+
+    def replace(cause: BaseException) -> Any:
+        found = ref()
+        if found is None:
+            raise cause
+        return found._replace_coordinator(cause)
+
+    return replace
+
+
+def _track(service: ProcessorService[Any, Any]) -> None:
+    global _exit_hook_registered
+    with _ray_lock:
+        _live_services.add(service)
+        if not _exit_hook_registered:
+            _exit_hook_registered = True
+            atexit.register(_leave_all_at_exit)
+
+
+def _leave_all_at_exit() -> None:
+    for service in list(_live_services):
+        try:
+            service._leave_at_exit()
+        except Exception:
+            logger.debug("leaving %r at exit failed", service, exc_info=True)
 
 
 def _qualified_name(cls: type) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import logging
 import os
 import subprocess
 import sys
@@ -19,7 +21,7 @@ from raypw import (
     ServiceNotRunningError,
     ServiceStartError,
 )
-from tests.integration.conftest import alive_raypw_actors
+from tests.integration.conftest import alive_raypw_actors, processed
 from tests.integration.processors import BrokenConstructor, Recorder
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -153,3 +155,78 @@ def test_start_attaches_to_ray_address_and_leaves_that_ray_running():
     # The driver connected, so it disconnects; the cluster it did not start keeps serving.
     assert "connected after stop: False" in result.stdout
     assert ray.get(ray.put("alive")) == "alive"
+
+
+# Registered after Ray's own exit handler and before the service's, so it runs between
+# them: by then raypw's threads must have ended. A thread still inside a Ray call when Ray
+# shuts down can end the process with exit code 1 and no traceback.
+_CHECK_THREADS_AT_EXIT = """
+    import atexit, threading
+    import ray
+    atexit.register(
+        lambda: print("raypw threads before Ray shutdown:",
+                      [t.name for t in threading.enumerate() if t.name.startswith("raypw")])
+    )
+"""
+
+
+def test_a_program_that_exits_without_stop_exits_cleanly():
+    address = ray.get_runtime_context().gcs_address
+    code = (
+        _CHECK_THREADS_AT_EXIT
+        + """
+    from raypw import ProcessorService
+    from tests.integration.processors import Recorder
+    service = ProcessorService(Recorder, parallel_workers=2).start()
+    promises = service.queue_requests(f"r{i}:5" for i in range(5000))
+    print("leaving with", len(promises))
+    """
+    )
+    result = _run_driver(code, RAY_ADDRESS=address, RAY_AUTH_MODE="token")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "leaving with 5000" in result.stdout
+    assert "raypw threads before Ray shutdown: []" in result.stdout, result.stdout
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert alive_raypw_actors() == []  # its workers ended with it
+
+
+def test_a_detached_service_keeps_the_work_of_a_program_that_exits(tmp_path):
+    address = ray.get_runtime_context().gcs_address
+    log = tmp_path / "log"
+    code = (
+        _CHECK_THREADS_AT_EXIT
+        + f"""
+    from raypw import ProcessorService
+    from tests.integration.processors import Recorder
+    service = ProcessorService(
+        Recorder, parallel_workers=2, processor_class_init_args=({str(log)!r},),
+        name="exit-handover", detached=True,
+    ).start()
+    service.queue_requests(f"r{{i}}:0.01" for i in range(300))
+    """
+    )
+    result = _run_driver(code, RAY_ADDRESS=address, RAY_AUTH_MODE="token")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "raypw threads before Ray shutdown: []" in result.stdout, result.stdout
+    service = ProcessorService.connect("exit-handover")
+    try:
+        deadline = time.monotonic() + 60
+        while len(processed(log)) < 300 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        # Every request the program queued was processed, once, after it exited.
+        assert sorted(processed(log)) == sorted(f"r{i}:0.01" for i in range(300))
+        assert service.stats()["queued"] == 0
+    finally:
+        service.stop(shutdown=True)
+    assert alive_raypw_actors() == []
+
+
+def test_a_running_service_nobody_refers_to_is_stopped(caplog):
+    service = ProcessorService(Recorder, parallel_workers=1).start()
+    promise = service.queue_request("slow:30")
+    with caplog.at_level(logging.WARNING, logger="raypw"):
+        del service
+        gc.collect()
+    assert "garbage-collected while running" in caplog.text
+    assert promise.is_aborted()
+    assert alive_raypw_actors() == []

@@ -123,3 +123,26 @@ def test_abort_that_overtakes_its_submit_still_drops_the_request():
     queue.abort("a", [1])
     queue.add("a", [1], ["again"], None)
     assert [i.request for i in queue.take(10)] == ["again"]
+
+
+def test_a_client_that_leaves_keeps_its_requests_until_they_finish():
+    queue = WorkQueue()
+    queue.add("a", [1, 2], ["x", "y"], None)
+    queue.leave("a")
+    assert len(queue) == 2
+    first = queue.take(1)
+    dispatch(first)
+    queue.finish(first)
+    assert "a" in queue._by_client  # y still waits
+    rest = queue.take(10)
+    assert [i.request for i in rest] == ["y"]
+    dispatch(rest, batch_id=1)
+    queue.finish(rest)
+    assert "a" not in queue._by_client and "a" not in queue._highest
+
+
+def test_a_client_that_leaves_with_nothing_pending_is_forgotten_at_once():
+    queue = WorkQueue()
+    queue.add_client("a")
+    queue.leave("a")
+    assert "a" not in queue._by_client
