@@ -14,6 +14,7 @@ from raypw.processor import Processor
 from raypw.promise import Promise
 from raypw.promise_set import PromiseSet
 from raypw.service import ProcessorService
+from raypw.stats import ServiceStats
 
 __version__ = "0.1.0"
 
@@ -30,6 +31,7 @@ __all__ = [
     "ServiceNotFoundError",
     "ServiceNotRunningError",
     "ServiceStartError",
+    "ServiceStats",
     "WorkerDiedError",
     "WorkerResources",
     "__version__",

@@ -86,6 +86,7 @@ class Client:
         self._sent = 0  # promises sent to the coordinator and not finished
         self._window = MIN_WINDOW
         self.deduplicated = 0  # requests that joined a pending equal one here
+        self.settled = [0, 0, 0, 0]  # promises finished, by state (see raypw.promise)
         self._open = False  # taking requests
         self._stopped = False  # threads should end
         self._broken: BaseException | None = None
@@ -288,6 +289,19 @@ class Client:
     def pending(self) -> int:
         """Promises not finished yet."""
         return len(self._by_id)
+
+    def counts(self) -> dict[str, int]:
+        """This client's promises by state, requests deduplicated here, and requests not yet
+        handed to the coordinator."""
+        with STATE_LOCK:
+            return {
+                "pending": len(self._by_id),
+                "done": self.settled[DONE],
+                "failed": self.settled[FAILED],
+                "aborted": self.settled[ABORTED],
+                "deduplicated": self.deduplicated,
+                "unsent": sum(1 for p in self._outbox if p._state == PENDING),
+            }
 
     # -- threads ---------------------------------------------------------------------------
 

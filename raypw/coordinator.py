@@ -29,6 +29,7 @@ from collections.abc import Hashable, Sequence
 from typing import Any
 
 from raypw.batching import BatchSizer
+from raypw.stats import Throughput
 
 __all__ = ["Coordinator", "WorkQueue"]
 
@@ -272,6 +273,7 @@ class Coordinator:
         self._mail: dict[str, asyncio.Event] = {}
         self._next_batch_id = 0
         self._processed = 0
+        self._throughput = Throughput()
         self._max_retries = max_retries
         self._restart_timeout = restart_timeout
         self._restarts = 0
@@ -443,16 +445,19 @@ class Coordinator:
         """Returns the process id of each worker (0 while one is being restarted)."""
         return list(self._pids)
 
-    async def stats(self) -> dict[str, int]:
-        """Returns counters: queued, running, processed, deduplicated, workers alive, and
-        worker restarts."""
+    async def stats(self) -> dict[str, Any]:
+        """Returns the service-wide counters: queued, running, processed, deduplicated,
+        workers, workers_alive, throughput (requests/s, last 10 s), worker_restarts, clients."""
         return {
             "queued": len(self._queue),
             "running": sum(len(batch.items) for batch in self._running.values()),
             "processed": self._processed,
             "deduplicated": self._queue.deduplicated,
-            "workers": self._alive,
+            "workers": len(self._workers),
+            "workers_alive": self._alive,
+            "throughput": self._throughput.rate(),
             "worker_restarts": self._restarts,
+            "clients": len(self._mailboxes),
         }
 
     async def shutdown(self, reason: str = "the service was stopped") -> None:
@@ -519,6 +524,7 @@ class Coordinator:
                 overhead = time.perf_counter() - dispatched - seconds
                 self._sizer.record(seconds, processed, overhead)
                 self._processed += processed
+                self._throughput.add(processed)
             self._running.pop(index, None)
             self._queue.finish(batch.items)
 

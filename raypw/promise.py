@@ -10,14 +10,15 @@ States: ``PENDING`` -> ``DONE`` | ``FAILED`` | ``ABORTED``; the last three are f
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextlib
+import html
 import threading
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from collections.abc import Callable, Generator
+from typing import Any, Generic, Protocol, TypeVar
 
 from raypw.errors import PromiseAbortedError, ResultTimeoutError
-
-if TYPE_CHECKING:
-    from raypw.promise_set import _Waiter
 
 __all__ = ["Promise"]
 
@@ -31,8 +32,15 @@ DONE = 1
 FAILED = 2
 ABORTED = 3
 _STATE_NAMES = {PENDING: "pending", DONE: "done", FAILED: "failed", ABORTED: "aborted"}
+_STATE_COLORS = {PENDING: "#999", DONE: "#2a2", FAILED: "#c22", ABORTED: "#c80"}
 
 _sequence = 0  # completion counter: orders promises that finished before a select() began
+
+
+class _Listener(Protocol):
+    """Told, outside the lock, which of the promises it listens to have finished."""
+
+    def add(self, promises: list[Promise[Any]]) -> None: ...
 
 
 class _Owner(Protocol):
@@ -76,7 +84,7 @@ class Promise(Generic[ResultT]):
         self._seq = 0
         self._shares = 1
         self._event: threading.Event | None = None
-        self._waiters: list[_Waiter] | None = None
+        self._waiters: list[_Listener] | None = None
         self._callbacks: list[Callable[[Promise[Any]], object]] | None = None
 
     def get_result(self, timeout: float | None = None) -> ResultT:
@@ -148,6 +156,51 @@ class Promise(Generic[ResultT]):
         """Returns True if the promise is finished: done, failed or aborted."""
         return self._state != PENDING
 
+    def future(self) -> concurrent.futures.Future[ResultT]:
+        """Returns a ``concurrent.futures.Future`` that finishes with this promise.
+
+        For code built on the standard library (``concurrent.futures.wait``, ``as_completed``,
+        ``asyncio.wrap_future``). An aborted promise shows as a cancelled future; the future's
+        ``cancel()`` aborts the request (see :meth:`abort`) and returns whether it did.
+        """
+        future: _PromiseFuture[ResultT] = _PromiseFuture(self)
+        if not self._listen(future):
+            future.mirror()
+        return future
+
+    def __await__(self) -> Generator[Any, None, ResultT]:
+        """``await promise`` waits without blocking the event loop and returns the result (or
+        raises as :meth:`get_result` does). Cancelling the awaiting task does not abort the
+        request: other holders may wait for it; call :meth:`abort` for that."""
+        return self._wait_async().__await__()
+
+    async def _wait_async(self) -> ResultT:
+        if self._state != PENDING:
+            return self._outcome()
+        wake = _LoopWaker(asyncio.get_running_loop())
+        if self._listen(wake):
+            try:
+                await wake.event.wait()
+            finally:
+                self._unlisten(wake)
+        return self._outcome()
+
+    def _listen(self, listener: _Listener) -> bool:
+        """Adds a listener; False (and not added) if the promise is finished already."""
+        with STATE_LOCK:
+            if self._state != PENDING:
+                return False
+            if self._waiters is None:
+                self._waiters = [listener]
+            else:
+                self._waiters.append(listener)
+            return True
+
+    def _unlisten(self, listener: _Listener) -> None:
+        with STATE_LOCK:
+            if self._waiters is not None and listener in self._waiters:
+                self._waiters.remove(listener)
+
     def _outcome(self) -> ResultT:
         state = self._state
         if state == DONE:
@@ -159,7 +212,66 @@ class Promise(Generic[ResultT]):
         raise AssertionError("a pending promise has no outcome")  # pragma: no cover
 
     def __repr__(self) -> str:
-        return f"<Promise {_STATE_NAMES[self._state]} request={_short(self.request)}>"
+        return f"<Promise {self._describe()}>"
+
+    def _repr_html_(self) -> str:
+        color = _STATE_COLORS[self._state]
+        return (
+            f"<span style='color:{color}'>&#9679;</span> "
+            f"<code>Promise {html.escape(self._describe())}</code>"
+        )
+
+    def _describe(self) -> str:
+        state = self._state
+        text = f"{_STATE_NAMES[state]} request={_short(self.request)}"
+        if state == DONE:
+            text += f" result={_short(self._value)}"
+        elif state == FAILED:
+            text += f" error={type(_raisable(self._value)).__name__}"
+        return text
+
+
+class _PromiseFuture(concurrent.futures.Future[ResultT]):
+    """The ``concurrent.futures.Future`` view of a promise (see :meth:`Promise.future`)."""
+
+    def __init__(self, promise: Promise[ResultT]) -> None:
+        super().__init__()
+        self._promise = promise
+
+    def add(self, promises: list[Promise[Any]]) -> None:
+        self.mirror()
+
+    def mirror(self) -> None:
+        """Copies the finished promise's outcome into the future."""
+        promise = self._promise
+        state = promise._state
+        if state == DONE:
+            self.set_result(promise._value)
+        elif state == FAILED:
+            self.set_exception(_raisable(promise._value))
+        elif state == ABORTED:
+            super().cancel()
+            self.set_running_or_notify_cancel()  # wakes wait() and as_completed()
+
+    def cancel(self) -> bool:
+        """Aborts the request; True if the future is cancelled now."""
+        if not self.done():
+            self._promise.abort()
+        return self.cancelled()
+
+
+class _LoopWaker:
+    """Wakes an asyncio task, from any thread, when its promises finish."""
+
+    __slots__ = ("event", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.event = asyncio.Event()
+
+    def add(self, promises: list[Promise[Any]]) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            self.loop.call_soon_threadsafe(self.event.set)
 
 
 def _raisable(error: BaseException) -> BaseException:
@@ -183,7 +295,7 @@ class Notes:
 
     def __init__(self) -> None:
         self.events: list[threading.Event] = []
-        self.waiters: dict[_Waiter, list[Promise[Any]]] = {}
+        self.waiters: dict[_Listener, list[Promise[Any]]] = {}
         self.callbacks: list[tuple[Callable[[Promise[Any]], object], Promise[Any]]] = []
 
     def notify(self) -> None:
@@ -198,6 +310,9 @@ def settle(promise: Promise[Any], state: int, value: Any, notes: Notes) -> None:
     """Moves a pending promise to a final state. Call with :data:`STATE_LOCK` held."""
     global _sequence
     promise._state = state
+    settled = getattr(promise._owner, "settled", None)
+    if settled is not None:
+        settled[state] += 1
     promise._value = value
     _sequence += 1
     promise._seq = _sequence

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
 from raypw.errors import ResultTimeoutError
-from raypw.promise import ABORTED, PENDING, STATE_LOCK, Promise
+from raypw.progress import Progress
+from raypw.promise import _STATE_NAMES, ABORTED, PENDING, STATE_LOCK, Promise, _Listener
 
 __all__ = ["PromiseSet"]
 
@@ -41,6 +44,34 @@ class _Waiter:
             return taken
 
 
+class _AsyncWaiter:
+    """Collects the promises of one ``aselect()`` as they finish, waking its event loop."""
+
+    __slots__ = ("_arrived", "_event", "_loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._event = asyncio.Event()
+        self._arrived: deque[Promise[Any]] = deque()
+
+    def add(self, promises: list[Promise[Any]]) -> None:  # any thread
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            self._loop.call_soon_threadsafe(self._arrive, promises)
+
+    def _arrive(self, promises: list[Promise[Any]]) -> None:
+        self._arrived.extend(promises)
+        self._event.set()
+
+    async def take(self, timeout: float | None) -> list[Promise[Any]]:
+        if not self._arrived:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._event.wait(), timeout)
+        self._event.clear()
+        taken = list(self._arrived)
+        self._arrived.clear()
+        return taken
+
+
 class PromiseSet(Generic[ResultT]):
     """A set of promises to wait for together, in the order their results arrive.
 
@@ -62,7 +93,9 @@ class PromiseSet(Generic[ResultT]):
     def __iter__(self) -> Iterator[Promise[ResultT]]:
         return iter(self._promises)
 
-    def select(self, timeout: float | None = None) -> Iterator[Promise[ResultT]]:
+    def select(
+        self, timeout: float | None = None, progress: bool = False
+    ) -> Iterator[Promise[ResultT]]:
         """Yields each promise once, as it finishes: completion order.
 
         Promises already finished when the iteration starts come first, in the order they
@@ -73,6 +106,8 @@ class PromiseSet(Generic[ResultT]):
 
         Args:
             timeout: Seconds for the whole iteration; ``None`` waits as long as it takes.
+            progress: Show a progress bar (``tqdm.auto``: a widget in Jupyter, a line in a
+                terminal) with the done, failed and aborted counts.
 
         Yields:
             Finished promises.
@@ -83,6 +118,72 @@ class PromiseSet(Generic[ResultT]):
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         waiter = _Waiter()
+        finished, pending = self._listen(waiter)
+        bar = Progress(len(self._promises)) if progress else None
+        remaining = len(pending)
+        try:
+            for promise in finished:
+                if bar is not None:
+                    bar.advance(promise)
+                yield promise
+            while remaining:
+                wait = None if deadline is None else deadline - time.monotonic()
+                if wait is not None and wait <= 0:
+                    raise self._timeout_error(remaining)
+                arrived = waiter.take(wait)
+                remaining -= len(arrived)
+                arrived.reverse()
+                while arrived:
+                    promise = arrived.pop()
+                    if bar is not None:
+                        bar.advance(promise)
+                    yield promise
+        finally:
+            if bar is not None:
+                bar.close()
+            if remaining:
+                self._unlisten(pending, waiter)
+
+    async def aselect(
+        self, timeout: float | None = None, progress: bool = False
+    ) -> AsyncIterator[Promise[ResultT]]:
+        """:meth:`select` for asyncio: ``async for promise in promise_set.aselect():``.
+
+        Waits without blocking the event loop (a plain ``asyncio.run`` program or Jupyter's
+        running loop). ``async for promise in promise_set`` is the same without arguments.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        waiter = _AsyncWaiter(asyncio.get_running_loop())
+        finished, pending = self._listen(waiter)
+        bar = Progress(len(self._promises)) if progress else None
+        remaining = len(pending)
+        try:
+            for promise in finished:
+                if bar is not None:
+                    bar.advance(promise)
+                yield promise
+            while remaining:
+                wait = None if deadline is None else deadline - time.monotonic()
+                if wait is not None and wait <= 0:
+                    raise self._timeout_error(remaining)
+                arrived = await waiter.take(wait)
+                remaining -= len(arrived)
+                for promise in arrived:
+                    if bar is not None:
+                        bar.advance(promise)
+                    yield promise
+        finally:
+            if bar is not None:
+                bar.close()
+            if remaining:
+                self._unlisten(pending, waiter)
+
+    def __aiter__(self) -> AsyncIterator[Promise[ResultT]]:
+        return self.aselect()
+
+    def _listen(self, waiter: _Listener) -> tuple[list[Promise[ResultT]], list[Promise[ResultT]]]:
+        """Registers ``waiter`` with the pending promises; returns the finished ones (in the
+        order they finished) and the pending ones."""
         with STATE_LOCK:
             finished = [p for p in self._promises if p._state != PENDING]
             pending = [p for p in self._promises if p._state == PENDING]
@@ -92,49 +193,42 @@ class PromiseSet(Generic[ResultT]):
                 else:
                     promise._waiters.append(waiter)
         finished.sort(key=lambda p: p._seq)
-        total = len(self._promises)
-        remaining = len(pending)
-        try:
-            finished.reverse()
-            while finished:
-                yield finished.pop()
-            while remaining:
-                wait = None if deadline is None else deadline - time.monotonic()
-                if wait is not None and wait <= 0:
-                    raise ResultTimeoutError(f"{remaining} (of {total}) promises unfinished")
-                arrived = waiter.take(wait)
-                remaining -= len(arrived)
-                arrived.reverse()
-                while arrived:
-                    yield arrived.pop()
-        finally:
-            if remaining:
-                with STATE_LOCK:
-                    for promise in pending:
-                        if promise._waiters is not None and waiter in promise._waiters:
-                            promise._waiters.remove(waiter)
+        return finished, pending
+
+    @staticmethod
+    def _unlisten(pending: list[Promise[ResultT]], waiter: _Listener) -> None:
+        with STATE_LOCK:
+            for promise in pending:
+                if promise._waiters is not None and waiter in promise._waiters:
+                    promise._waiters.remove(waiter)
+
+    def _timeout_error(self, remaining: int) -> ResultTimeoutError:
+        return ResultTimeoutError(f"{remaining} (of {len(self._promises)}) promises unfinished")
 
     def wait_for_all(
         self,
         timeout: float | None = None,
         completed_callback: Callable[[Promise[ResultT]], object] | None = None,
         ignore_aborted: bool = False,
+        progress: bool = False,
     ) -> None:
         """Waits until every promise is finished, calling back for each in completion order.
 
         ``completed_callback`` runs in the caller's own thread, one promise at a time, so it
         may touch shared state without a lock. An exception it raises is logged and the wait
-        goes on.
+        goes on. Interrupting the wait (Ctrl-C, a notebook's stop button) leaves the
+        promises and the service as they were.
 
         Args:
             timeout: Seconds for the whole wait; ``None`` waits as long as it takes.
             completed_callback: Called with each finished promise.
             ignore_aborted: If True, aborted promises are not passed to the callback.
+            progress: Show a progress bar, as :meth:`select` does.
 
         Raises:
             ResultTimeoutError: (a ``TimeoutError``) time ran out; says how many are unfinished.
         """
-        for promise in self.select(timeout):
+        for promise in self.select(timeout, progress=progress):
             if completed_callback is None or (ignore_aborted and promise._state == ABORTED):
                 continue
             try:
@@ -142,6 +236,25 @@ class PromiseSet(Generic[ResultT]):
             except Exception:
                 logger.exception("completed_callback %r raised for %r", completed_callback, promise)
 
+    def counts(self) -> dict[str, int]:
+        """How many of the promises are pending, done, failed and aborted now."""
+        counts = dict.fromkeys(_STATE_NAMES.values(), 0)
+        for promise in self._promises:
+            counts[_STATE_NAMES[promise._state]] += 1
+        return counts
+
     def __repr__(self) -> str:
-        done = sum(1 for p in self._promises if p._state != PENDING)
-        return f"<PromiseSet {done} of {len(self._promises)} finished>"
+        counts = self.counts()
+        finished = len(self._promises) - counts.pop("pending")
+        detail = ", ".join(f"{n} {state}" for state, n in counts.items())
+        return f"<PromiseSet {finished} of {len(self._promises)} finished: {detail}>"
+
+    def _repr_html_(self) -> str:
+        counts = self.counts()
+        total = len(self._promises)
+        finished = total - counts["pending"]
+        detail = ", ".join(f"{n:,} {state}" for state, n in counts.items())
+        return (
+            f"<div><code>PromiseSet</code> {finished:,} of {total:,} finished "
+            f"<progress value='{finished}' max='{max(total, 1)}'></progress> {detail}</div>"
+        )

@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 import atexit
+import html
 import logging
 import threading
 import time
@@ -37,6 +38,7 @@ from raypw.config import BatchingConfig, ServiceConfig, WorkerResources
 from raypw.errors import ServiceNotFoundError, ServiceNotRunningError, ServiceStartError
 from raypw.processor import Processor, RequestT, ResultT
 from raypw.promise import Promise
+from raypw.stats import ServiceStats
 
 __all__ = ["ProcessorService"]
 
@@ -414,12 +416,13 @@ class ProcessorService(Generic[RequestT, ResultT]):
             self._release_ray()
         logger.info("raypw service stopped")
 
-    def _leave_at_exit(self) -> None:
-        """The program exits without stop(): end this program's part quickly and cleanly.
+    def _leave(self, at_exit: bool = False) -> None:
+        """This program lets go of the service without stop(): at exit, or when the service
+        object is garbage-collected.
 
-        The client's threads end before Ray shuts down. A detached service keeps the
-        requests this program queued and still processes them; any other service's workers
-        end with the program, as Ray ends the actors a driver owned.
+        The client's threads end (at exit: before Ray shuts down). A detached service keeps
+        running, with the requests this program queued; any other service's workers end, as
+        Ray ends the actors a program owned when it exits.
         """
         with self._lock:
             if self._state != _RUNNING:
@@ -427,19 +430,23 @@ class ProcessorService(Generic[RequestT, ResultT]):
             self._state = _STOPPED
             if self._client is not None:
                 self._client.close(wait=False, hand_over=self.config.detached)
+            if self._owner and not self.config.detached and not at_exit:
+                self._end_actors()  # at exit, Ray ends them with the program
+            self._release_ray()
 
     def __del__(self) -> None:
         if getattr(self, "_state", None) != _RUNNING:
             return
-        logger.warning(
-            "%r was garbage-collected while running; stopping it (call stop() or use "
-            "'with ProcessorService(...) as svc:' to stop it yourself)",
-            self,
-        )
+        if not self.config.detached:
+            logger.warning(
+                "%r was garbage-collected while running; stopping it (call stop() or use "
+                "'with ProcessorService(...) as svc:' to stop it yourself)",
+                self,
+            )
         try:
-            self.stop(wait=False)
+            self._leave()
         except Exception:
-            logger.debug("stopping a collected service failed", exc_info=True)
+            logger.debug("letting go of a collected service failed", exc_info=True)
 
     def _end_actors(self) -> None:
         import ray
@@ -535,31 +542,60 @@ class ProcessorService(Generic[RequestT, ResultT]):
             )
         return client
 
-    def stats(self) -> dict[str, int]:
-        """Returns a snapshot of the service's counters.
+    def stats(self) -> ServiceStats:
+        """Returns a snapshot of the service: this program's promises and the shared service.
 
-        Returns:
-            ``queued`` and ``running`` distinct requests, ``processed`` requests,
-            ``deduplicated`` requests that joined an equal pending one, ``workers`` alive,
-            ``worker_restarts`` (since the current coordinator started),
-            ``coordinator_replacements``, and ``pending``: promises of this program not
-            finished yet.
+        Raises:
+            ServiceNotRunningError: the service is not running.
         """
         import ray
 
-        if self._coordinator is None or self._client is None:
+        coordinator, client = self._coordinator, self._client
+        if coordinator is None or client is None or self._state != _RUNNING:
             raise ServiceNotRunningError("the service is not running")
-        counters: dict[str, int] = ray.get(self._coordinator.stats.remote())
-        counters["deduplicated"] += self._client.deduplicated
-        counters["pending"] = self._client.pending
-        counters["coordinator_replacements"] = self._recoveries
-        return counters
+        shared: dict[str, Any] = ray.get(coordinator.stats.remote(), timeout=30)
+        mine = client.counts()
+        return ServiceStats(
+            pending=mine["pending"],
+            done=mine["done"],
+            failed=mine["failed"],
+            aborted=mine["aborted"],
+            deduplicated=shared["deduplicated"] + mine["deduplicated"],
+            queued=shared["queued"] + mine["unsent"],
+            running=shared["running"],
+            processed=shared["processed"],
+            workers=shared["workers"],
+            workers_alive=shared["workers_alive"],
+            throughput=shared["throughput"],
+            worker_restarts=shared["worker_restarts"],
+            coordinator_replacements=self._recoveries,
+        )
 
     def __repr__(self) -> str:
+        name = f" name={self.config.name!r}" if self.config.name else ""
+        pending = (
+            f" pending={self._client.pending}" if self._state == _RUNNING and self._client else ""
+        )
         return (
             f"<ProcessorService {self.processor_class.__name__} "
-            f"workers={self.config.parallel_workers} {self._state}>"
+            f"workers={self.config.parallel_workers} {self._state}{name}{pending}>"
         )
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view: the service and, while it runs, its stats."""
+        title = html.escape(
+            f"ProcessorService {self.processor_class.__name__} "
+            f"({self.config.parallel_workers} workers"
+            + (f", name {self.config.name!r}" if self.config.name else "")
+            + f"): {self._state}"
+        )
+        if self._state != _RUNNING:
+            return f"<b>{title}</b>"
+        try:
+            table = self.stats()._repr_html_()
+        except Exception:  # being replaced, or just stopped: the title is enough
+            return f"<b>{title}</b>"
+        return f"<b>{title}</b>{table}"
 
 
 def _replacer(service: ProcessorService[Any, Any]) -> Callable[[BaseException], Any]:
@@ -588,7 +624,7 @@ def _track(service: ProcessorService[Any, Any]) -> None:
 def _leave_all_at_exit() -> None:
     for service in list(_live_services):
         try:
-            service._leave_at_exit()
+            service._leave(at_exit=True)
         except Exception:
             logger.debug("leaving %r at exit failed", service, exc_info=True)
 

@@ -5,6 +5,7 @@ Run as ``python -m tests.cluster.node_loss``; prints one JSON line with what hap
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -48,7 +49,7 @@ def main() -> None:
         results = [p.get_result() for p in promises]
         after = service.queue_requests(f"after{i}" for i in range(20))
         after_nodes = {p.get_result(timeout=60)[1] for p in after}
-        stats = service.stats()
+        stats = dataclasses.asdict(service.stats())
         service.stop()
         print(
             json.dumps(

@@ -27,7 +27,7 @@ def test_lost_node_workers_are_replaced_and_every_request_completes():
     assert report["requests"] == report["correct"] == 400
     assert report["doomed"] in report["nodes_used"]  # workers really ran on the lost node
     assert report["doomed"] not in report["after_nodes"]
-    assert report["stats"]["workers"] == 4
+    assert report["stats"]["workers_alive"] == 4
     # Both nodes sit on 127.0.0.1, so this driver (and the coordinator placed beside it) may
     # be on either: losing the node cost workers, or the coordinator with its workers.
     stats = report["stats"]

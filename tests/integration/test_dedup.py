@@ -18,7 +18,7 @@ def test_equal_pending_requests_share_one_promise_and_run_once(make_service, log
     assert first.get_result(timeout=30)["request"] == "same:0.5"
     others[1].get_result(timeout=30)
     assert sorted(processed(log_file)) == ["other:0.5", "same:0.5"]
-    assert service.stats()["deduplicated"] == 3
+    assert service.stats().deduplicated == 3
 
 
 def test_equal_request_after_it_finished_is_processed_again(make_service, log_file):

@@ -215,7 +215,7 @@ def test_a_detached_service_keeps_the_work_of_a_program_that_exits(tmp_path):
             time.sleep(0.1)
         # Every request the program queued was processed, once, after it exited.
         assert sorted(processed(log)) == sorted(f"r{i}:0.01" for i in range(300))
-        assert service.stats()["queued"] == 0
+        assert service.stats().queued == 0
     finally:
         service.stop(shutdown=True)
     assert alive_raypw_actors() == []
@@ -229,4 +229,30 @@ def test_a_running_service_nobody_refers_to_is_stopped(caplog):
         gc.collect()
     assert "garbage-collected while running" in caplog.text
     assert promise.is_aborted()
+    assert alive_raypw_actors() == []
+
+
+def test_a_detached_service_outlives_the_object_that_started_it(tmp_path):
+    log = tmp_path / "log"
+
+    def start_and_forget() -> None:
+        service = ProcessorService(
+            Recorder,
+            parallel_workers=1,
+            processor_class_init_args=(str(log),),
+            name="forgotten",
+            detached=True,
+        ).start()
+        service.queue_requests([f"f{i}" for i in range(20)])
+
+    start_and_forget()
+    gc.collect()
+    service = ProcessorService.connect("forgotten")
+    try:
+        deadline = time.monotonic() + 60
+        while len(processed(log)) < 20 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert sorted(processed(log)) == sorted(f"f{i}" for i in range(20))
+    finally:
+        service.stop(shutdown=True)
     assert alive_raypw_actors() == []

@@ -104,4 +104,8 @@ def test_promise_set_repr_and_len():
     finish(promises[0])
     ps = PromiseSet(promises + promises)
     assert len(ps) == 2
-    assert repr(ps) == "<PromiseSet 1 of 2 finished>"
+    assert repr(ps) == "<PromiseSet 1 of 2 finished: 1 done, 0 failed, 0 aborted>"
+    assert "<progress value='1' max='2'>" in ps._repr_html_()
+    assert repr(promises[0]).startswith("<Promise done request=1 result=")
+    assert repr(promises[1]) == "<Promise pending request=2>"
+    assert "Promise pending request=2" in promises[1]._repr_html_()

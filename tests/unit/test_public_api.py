@@ -14,9 +14,11 @@ def test_all_names_are_exported_and_nothing_else_public():
         "coordinator",
         "errors",
         "processor",
+        "progress",
         "promise",
         "promise_set",
         "service",
+        "stats",
         "worker",
     }
     assert set(raypw.__all__) - {"__version__"} == public - modules

@@ -1,0 +1,103 @@
+"""A service's status: :class:`ServiceStats`, and the throughput meter behind it."""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import time
+from collections import deque
+from collections.abc import Callable
+
+__all__ = ["ServiceStats"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ServiceStats:
+    """A snapshot of a running service, as :meth:`raypw.ProcessorService.stats` returns it.
+
+    The first group counts this program's own promises; the second describes the service as a
+    whole, shared by every program attached to it.
+
+    Attributes:
+        pending: This program's promises not finished yet (queued or running).
+        done: This program's promises finished with a result.
+        failed: This program's promises finished with an error.
+        aborted: This program's promises aborted.
+        deduplicated: Requests that joined an equal pending one instead of being processed
+            again (here and, across programs, at the coordinator).
+        queued: Distinct requests waiting for a worker, including this program's requests not
+            yet handed to the coordinator.
+        running: Distinct requests in batches that workers are processing.
+        processed: Requests the workers have processed (all programs, this coordinator).
+        workers: Workers the service was configured with.
+        workers_alive: Workers up now.
+        throughput: Requests processed per second over the last few seconds.
+        worker_restarts: Workers Ray restarted after they died (this coordinator).
+        coordinator_replacements: Times this program replaced a dead coordinator.
+    """
+
+    pending: int
+    done: int
+    failed: int
+    aborted: int
+    deduplicated: int
+    queued: int
+    running: int
+    processed: int
+    workers: int
+    workers_alive: int
+    throughput: float
+    worker_restarts: int = 0
+    coordinator_replacements: int = 0
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><th style='text-align:left'>{html.escape(field.name)}</th>"
+            f"<td style='text-align:right'>{_format(getattr(self, field.name))}</td></tr>"
+            for field in dataclasses.fields(self)
+        )
+        return f"<table><caption>raypw service stats</caption>{rows}</table>"
+
+
+def _format(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:,.1f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return html.escape(str(value))
+
+
+class Throughput:
+    """Events per second over a sliding window (the coordinator's recent throughput).
+
+    Args:
+        window: Seconds of history the rate is computed over.
+        clock: Returns the time in seconds (injectable for tests).
+    """
+
+    def __init__(self, window: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._window = window
+        self._clock = clock
+        self._started = clock()
+        self._events: deque[tuple[float, int]] = deque()
+        self._in_window = 0
+
+    def add(self, count: int) -> None:
+        """Records ``count`` events now."""
+        now = self._clock()
+        self._events.append((now, count))
+        self._in_window += count
+        self._trim(now)
+
+    def rate(self) -> float:
+        """Events in the window divided by its length (or by the meter's age, if younger)."""
+        now = self._clock()
+        self._trim(now)
+        span = min(self._window, now - self._started)
+        return self._in_window / span if span > 0 else 0.0
+
+    def _trim(self, now: float) -> None:
+        start = now - self._window
+        events = self._events
+        while events and events[0][0] < start:
+            self._in_window -= events.popleft()[1]
