@@ -615,10 +615,31 @@ def _replacer(service: ProcessorService[Any, Any]) -> Callable[[BaseException], 
 def _track(service: ProcessorService[Any, Any]) -> None:
     global _exit_hook_registered
     with _ray_lock:
+        twins = [other for other in _live_services if _same_setup(other, service)]
         _live_services.add(service)
         if not _exit_hook_registered:
             _exit_hook_registered = True
             atexit.register(_leave_all_at_exit)
+    if twins and service._owner:
+        # Most likely a notebook cell run again while something (Jupyter's Out[] history,
+        # a variable) still holds the earlier service, so it was not garbage-collected.
+        logger.warning(
+            "%d other running %s with the same configuration in this process: %s; if that is "
+            "a re-run cell's old service, stop it with .stop() to free its workers",
+            len(twins),
+            "service" if len(twins) == 1 else "services",
+            ", ".join(repr(t) for t in twins),
+        )
+
+
+def _same_setup(one: ProcessorService[Any, Any], other: ProcessorService[Any, Any]) -> bool:
+    return (
+        one is not other
+        and one._owner
+        and one.running
+        and one.processor_class is other.processor_class
+        and one.config == other.config
+    )
 
 
 def _leave_all_at_exit() -> None:

@@ -256,3 +256,20 @@ def test_a_detached_service_outlives_the_object_that_started_it(tmp_path):
     finally:
         service.stop(shutdown=True)
     assert alive_raypw_actors() == []
+
+
+def test_starting_a_twin_of_a_running_service_warns(caplog):
+    # A notebook cell run twice while Out[] still holds the first service: it cannot be
+    # garbage-collected, so raypw says how to free its workers.
+    first = ProcessorService(Recorder, parallel_workers=1).start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="raypw"):
+            second = ProcessorService(Recorder, parallel_workers=1).start()
+            second.stop()
+            third = ProcessorService(Recorder, parallel_workers=2).start()  # not a twin
+            third.stop()
+        twin_warnings = [r for r in caplog.records if "same configuration" in r.message]
+        assert len(twin_warnings) == 1
+        assert "re-run cell" in twin_warnings[0].message
+    finally:
+        first.stop()
