@@ -18,6 +18,7 @@ from raypw.promise import _STATE_NAMES, ABORTED, PENDING, STATE_LOCK, Promise, _
 __all__ = ["PromiseSet"]
 
 ResultT = TypeVar("ResultT")
+WaiterT = TypeVar("WaiterT", "_Waiter", "_AsyncWaiter")
 logger = logging.getLogger("raypw")
 
 
@@ -116,33 +117,20 @@ class PromiseSet(Generic[ResultT]):
             ResultTimeoutError: (a ``TimeoutError``) time ran out; the message says how many
                 promises were unfinished. They keep running.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        waiter = _Waiter()
-        finished, pending = self._listen(waiter)
-        bar = Progress(len(self._promises)) if progress else None
-        remaining = len(pending)
+        selection = _Selection(self, _Waiter(), timeout, progress)
+        bar = selection.bar
         try:
-            for promise in finished:
+            for promise in selection.finished:
                 if bar is not None:
                     bar.advance(promise)
                 yield promise
-            while remaining:
-                wait = None if deadline is None else deadline - time.monotonic()
-                if wait is not None and wait <= 0:
-                    raise self._timeout_error(remaining)
-                arrived = waiter.take(wait)
-                remaining -= len(arrived)
-                arrived.reverse()
-                while arrived:
-                    promise = arrived.pop()
+            while selection.remaining:
+                for promise in selection.arrived(selection.waiter.take(selection.wait())):
                     if bar is not None:
                         bar.advance(promise)
                     yield promise
         finally:
-            if bar is not None:
-                bar.close()
-            if remaining:
-                self._unlisten(pending, waiter)
+            selection.close()
 
     async def aselect(
         self, timeout: float | None = None, progress: bool = False
@@ -152,31 +140,20 @@ class PromiseSet(Generic[ResultT]):
         Waits without blocking the event loop (a plain ``asyncio.run`` program or Jupyter's
         running loop). ``async for promise in promise_set`` is the same without arguments.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        waiter = _AsyncWaiter(asyncio.get_running_loop())
-        finished, pending = self._listen(waiter)
-        bar = Progress(len(self._promises)) if progress else None
-        remaining = len(pending)
+        selection = _Selection(self, _AsyncWaiter(asyncio.get_running_loop()), timeout, progress)
+        bar = selection.bar
         try:
-            for promise in finished:
+            for promise in selection.finished:
                 if bar is not None:
                     bar.advance(promise)
                 yield promise
-            while remaining:
-                wait = None if deadline is None else deadline - time.monotonic()
-                if wait is not None and wait <= 0:
-                    raise self._timeout_error(remaining)
-                arrived = await waiter.take(wait)
-                remaining -= len(arrived)
-                for promise in arrived:
+            while selection.remaining:
+                for promise in selection.arrived(await selection.waiter.take(selection.wait())):
                     if bar is not None:
                         bar.advance(promise)
                     yield promise
         finally:
-            if bar is not None:
-                bar.close()
-            if remaining:
-                self._unlisten(pending, waiter)
+            selection.close()
 
     def __aiter__(self) -> AsyncIterator[Promise[ResultT]]:
         return self.aselect()
@@ -201,9 +178,6 @@ class PromiseSet(Generic[ResultT]):
             for promise in pending:
                 if promise._waiters is not None and waiter in promise._waiters:
                     promise._waiters.remove(waiter)
-
-    def _timeout_error(self, remaining: int) -> ResultTimeoutError:
-        return ResultTimeoutError(f"{remaining} (of {len(self._promises)}) promises unfinished")
 
     def wait_for_all(
         self,
@@ -258,3 +232,42 @@ class PromiseSet(Generic[ResultT]):
             f"<div><code>PromiseSet</code> {finished:,} of {total:,} finished "
             f"<progress value='{finished}' max='{max(total, 1)}'></progress> {detail}</div>"
         )
+
+
+class _Selection(Generic[WaiterT]):
+    """The bookkeeping of one ``select()`` or ``aselect()``: the waiter registered with the
+    pending promises, how many are left, the deadline and the progress bar."""
+
+    def __init__(
+        self, promises: PromiseSet[Any], waiter: WaiterT, timeout: float | None, progress: bool
+    ) -> None:
+        self.waiter: WaiterT = waiter
+        self.finished, self._pending = promises._listen(waiter)
+        self.remaining = len(self._pending)
+        self._total = len(promises)
+        self._deadline = None if timeout is None else time.monotonic() + timeout
+        self.bar = Progress(self._total) if progress else None
+
+    def wait(self) -> float | None:
+        """Seconds left to wait (None: no limit).
+
+        Raises:
+            ResultTimeoutError: none are left.
+        """
+        if self._deadline is None:
+            return None
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise ResultTimeoutError(f"{self.remaining} (of {self._total}) promises unfinished")
+        return left
+
+    def arrived(self, promises: list[Promise[Any]]) -> list[Promise[Any]]:
+        """Counts promises that arrived; returns them."""
+        self.remaining -= len(promises)
+        return promises
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.remaining:
+            PromiseSet._unlisten(self._pending, self.waiter)

@@ -210,15 +210,20 @@ def test_a_detached_service_keeps_the_work_of_a_program_that_exits(tmp_path):
     assert "raypw threads before Ray shutdown: []" in result.stdout, result.stdout
     service = ProcessorService.connect("exit-handover")
     try:
-        deadline = time.monotonic() + 60
-        while len(processed(log)) < 300 and time.monotonic() < deadline:
-            time.sleep(0.1)
         # Every request the program queued was processed, once, after it exited.
-        assert sorted(processed(log)) == sorted(f"r{i}:0.01" for i in range(300))
+        assert _processed_when_done(log, 300) == sorted(f"r{i}:0.01" for i in range(300))
         assert service.stats().queued == 0
     finally:
         service.stop(shutdown=True)
     assert alive_raypw_actors() == []
+
+
+def _processed_when_done(log: Path, expected: int, timeout: float = 60) -> list[str]:
+    """The sorted lines of ``log`` once it has ``expected`` of them (or time ran out)."""
+    deadline = time.monotonic() + timeout
+    while len(processed(log)) < expected and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return sorted(processed(log))
 
 
 def test_a_running_service_nobody_refers_to_is_stopped(caplog):
@@ -249,10 +254,7 @@ def test_a_detached_service_outlives_the_object_that_started_it(tmp_path):
     gc.collect()
     service = ProcessorService.connect("forgotten")
     try:
-        deadline = time.monotonic() + 60
-        while len(processed(log)) < 20 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert sorted(processed(log)) == sorted(f"f{i}" for i in range(20))
+        assert _processed_when_done(log, 20) == sorted(f"f{i}" for i in range(20))
     finally:
         service.stop(shutdown=True)
     assert alive_raypw_actors() == []
