@@ -373,7 +373,11 @@ class Client:
                     continue
                 if self._stopped and not news:
                     return
+                forgotten = False
                 for entry in news:
+                    if entry[0] == "forgotten":  # silent too long (this process froze)
+                        forgotten = True
+                        continue
                     if isinstance(entry[0], str):  # ("closed", reason): stopped on purpose
                         self._close_from_service(entry[1])
                         return
@@ -384,6 +388,8 @@ class Client:
                         # Grows with the batches and never shrinks: the smaller batches at
                         # the end of a run must not starve the next one.
                         self._window = max(self._window, WINDOW_BATCHES * len(entry[2]))
+                if forgotten and not self._stopped:
+                    self._rejoin()
                 poll = coordinator.poll.remote(self.client_id)
             else:
                 parts = in_flight.pop(ref)
@@ -426,16 +432,7 @@ class Client:
             with self._send_lock:  # no submit may go to the old one meanwhile
                 self._coordinator = replace(cause)
                 ray.get(self._coordinator.connect.remote(self.client_id))
-                with STATE_LOCK:
-                    resend = sorted(
-                        (p for p in self._by_id.values() if p._id <= self._taken_upto),
-                        key=lambda p: p._id,
-                    )
-                    self._outbox.extendleft(reversed(resend))
-                    if resend:
-                        self._taken_upto = resend[0]._id - 1
-                    self._sent = 0
-                    self._outbox_ready.notify()
+                resent = self._hand_back()
         except Exception as exc:
             error = WorkerDiedError(
                 f"the service's coordinator died and could not be replaced: {exc}"
@@ -445,8 +442,35 @@ class Client:
                 self._broken = error
             self._fail(None, error)
             return False
-        logger.warning("raypw coordinator replaced; %d request(s) handed back", len(resend))
+        logger.warning("raypw coordinator replaced; %d request(s) handed back", resent)
         return True
+
+    def _rejoin(self) -> None:
+        """The coordinator forgot this client after it was silent (a frozen process, a laptop
+        asleep) and withdrew its requests: register again and hand them all back."""
+        import ray
+
+        with self._send_lock:
+            ray.get(self._coordinator.connect.remote(self.client_id))
+            resent = self._hand_back()
+        logger.warning(
+            "the raypw coordinator had forgotten this program; %d request(s) sent again", resent
+        )
+
+    def _hand_back(self) -> int:
+        """Puts every sent, unfinished request back at the front of the outbox. Call with the
+        send lock held; returns how many."""
+        with STATE_LOCK:
+            resend = sorted(
+                (p for p in self._by_id.values() if p._id <= self._taken_upto),
+                key=lambda p: p._id,
+            )
+            self._outbox.extendleft(reversed(resend))
+            if resend:
+                self._taken_upto = resend[0]._id - 1
+            self._sent = 0
+            self._outbox_ready.notify()
+        return len(resend)
 
     def _settle_batch(self, outcome: Any, parts: list[tuple[list[int], list[int]]]) -> None:
         results, errors = outcome

@@ -87,6 +87,14 @@ class ServiceConfig(BaseModel):
         strict=True,
         description="Keep a named service running after the program that started it exits.",
     )
+    client_timeout: float = Field(
+        default=60.0,
+        gt=0,
+        description=(
+            "Seconds after which the coordinator forgets a program that stopped talking to it "
+            "(killed) and withdraws its requests; a program that was only frozen sends them again."
+        ),
+    )
 
     @model_validator(mode="after")
     def _detached_needs_a_name(self) -> ServiceConfig:

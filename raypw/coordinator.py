@@ -38,6 +38,9 @@ logger = logging.getLogger("raypw")
 # How long a client's poll() waits for news before returning empty-handed: short enough for a
 # client to notice a dead coordinator soon, long enough to cost nothing.
 POLL_SECONDS = 2.0
+# A client that has not polled for this long (its process was killed, or froze) is forgotten
+# and what it still waited for is withdrawn; it re-registers if it comes back.
+CLIENT_TIMEOUT_SECONDS = 60.0
 
 
 class _Item:
@@ -236,6 +239,7 @@ class Coordinator:
         max_retries: Times a request is dispatched again after its worker died.
         restart_timeout: Seconds to wait for Ray to restart a dead worker.
         service_info: What clients attaching by name learn from :meth:`info`.
+        client_timeout: Seconds of silence after which a client is forgotten.
     """
 
     def __init__(
@@ -251,6 +255,7 @@ class Coordinator:
         max_retries: int = 3,
         restart_timeout: float = 120.0,
         service_info: dict[str, Any] | None = None,
+        client_timeout: float = CLIENT_TIMEOUT_SECONDS,
     ) -> None:
         if isinstance(processor_class, bytes):  # handed on by a client that attached by name
             from ray import cloudpickle
@@ -271,6 +276,10 @@ class Coordinator:
         self._work_ready: asyncio.Event | None = None
         self._mailboxes: dict[str, list[tuple[Any, ...]]] = {}
         self._mail: dict[str, asyncio.Event] = {}
+        self._client_timeout = client_timeout
+        self._seen: dict[str, float] = {}  # client -> when it last polled (or connected)
+        self._polling: dict[str, int] = {}  # client -> polls in progress
+        self._forgotten: set[str] = set()  # clients dropped for silence, told so if they poll
         self._next_batch_id = 0
         self._processed = 0
         self._throughput = Throughput()
@@ -339,14 +348,17 @@ class Coordinator:
             raise
         self._pids = list(pids)
         self._alive = len(self._workers)
+        loop = asyncio.get_running_loop()
         self._serving = [
-            asyncio.get_running_loop().create_task(self._serve(index))
-            for index in range(len(self._workers))
+            loop.create_task(self._serve(index)) for index in range(len(self._workers))
         ]
+        self._serving.append(loop.create_task(self._forget_silent_clients()))
         return list(pids)
 
     async def connect(self, client: str) -> None:
         """Opens a mailbox for a client."""
+        self._forgotten.discard(client)
+        self._seen[client] = time.monotonic()
         self._queue.add_client(client)
         self._mailboxes.setdefault(client, [])
         self._mail.setdefault(client, asyncio.Event())
@@ -359,6 +371,8 @@ class Coordinator:
         keys: list[Any] | None = None,
     ) -> None:
         """Queues a client's requests (``keys`` default to the requests themselves)."""
+        if client in self._forgotten:
+            return  # it learns so from poll() and submits everything pending again
         if client not in self._mailboxes:
             await self.connect(client)
         joined = self._queue.add(client, ids, requests, keys)
@@ -409,24 +423,54 @@ class Coordinator:
         Each entry is ``(outcome_ref, positions, ids)``: the requests ``ids`` are at
         ``positions`` of the batch whose outcomes ``outcome_ref`` will hold; or
         ``(None, ids, error)``: those requests failed with ``error``; or
-        ``("closed", reason)``: the service was stopped.
+        ``("closed", reason)``: the service was stopped; or ``("forgotten", reason)``: the
+        client was silent for ``client_timeout`` and must connect and submit again.
         """
         mailbox = self._mailboxes.get(client)
         if mailbox is None:
+            if client in self._forgotten:
+                return [("forgotten", f"silent for over {self._client_timeout:.0f} s")]
             return []
-        if not mailbox:
-            mail = self._mail[client]
-            mail.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(mail.wait(), timeout)
+        self._polling[client] = self._polling.get(client, 0) + 1
+        try:
+            if not mailbox:
+                mail = self._mail[client]
+                mail.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(mail.wait(), timeout)
+        finally:
+            if client in self._polling:  # not forgotten meanwhile
+                self._polling[client] -= 1
+                self._seen[client] = time.monotonic()
         news = self._mailboxes.get(client, [])
         if news:
             self._mailboxes[client] = []
         return news
 
+    async def _forget_silent_clients(self) -> None:
+        """Withdraws the requests of clients that stopped polling (a killed program), so a
+        long-lived service neither processes work nobody waits for nor keeps its results."""
+        while True:
+            await asyncio.sleep(max(0.5, self._client_timeout / 4))
+            now = time.monotonic()
+            for client in list(self._mailboxes):
+                silent = now - self._seen.get(client, now)
+                if self._polling.get(client, 0) == 0 and silent > self._client_timeout:
+                    logger.warning(
+                        "a raypw client was silent for %.0f s; its requests are withdrawn",
+                        silent,
+                    )
+                    await self.disconnect(client)
+                    self._forgotten.add(client)
+
     async def disconnect(self, client: str) -> None:
         """Forgets a client and withdraws whatever it still waits for."""
         await self._skip(self._queue.drop_client(client))
+        self._forget_client(client)
+
+    def _forget_client(self, client: str) -> None:
+        self._seen.pop(client, None)
+        self._polling.pop(client, None)
         self._mailboxes.pop(client, None)
         mail = self._mail.pop(client, None)
         if mail is not None:
@@ -436,10 +480,7 @@ class Coordinator:
         """Forgets a client but keeps its queued requests: they are still processed, once,
         and their results dropped (a program exited while a detached service had its work)."""
         self._queue.leave(client)
-        self._mailboxes.pop(client, None)
-        mail = self._mail.pop(client, None)
-        if mail is not None:
-            mail.set()
+        self._forget_client(client)
 
     async def worker_pids(self) -> list[int]:
         """Returns the process id of each worker (0 while one is being restarted)."""

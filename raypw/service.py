@@ -92,6 +92,9 @@ class ProcessorService(Generic[RequestT, ResultT]):
             processed once.
         detached: With ``name``, the service outlives the program that started it until it is
             stopped explicitly (``ProcessorService.connect(name).stop(shutdown=True)``).
+        client_timeout: Seconds after which the coordinator forgets a program that stopped
+            talking to it (a killed process) and withdraws the requests only it waited for. A
+            program that was merely frozen that long sends its requests again.
 
     Raises:
         pydantic.ValidationError: (a ``ValueError``) an argument is invalid; the message names
@@ -117,6 +120,7 @@ class ProcessorService(Generic[RequestT, ResultT]):
         max_retries: int = 3,
         name: str | None = None,
         detached: bool = False,
+        client_timeout: float = 60.0,
     ) -> None:
         if not (isinstance(processor_class, type) and issubclass(processor_class, Processor)):
             raise TypeError(
@@ -132,6 +136,7 @@ class ProcessorService(Generic[RequestT, ResultT]):
             "max_retries": max_retries,
             "name": name,
             "detached": detached,
+            "client_timeout": client_timeout,
         }
         if worker is not None:
             fields["worker"] = worker
@@ -261,6 +266,7 @@ class ProcessorService(Generic[RequestT, ResultT]):
             config.max_retries,
             config.start_timeout,
             info,
+            config.client_timeout,
         )
         self._coordinator = coordinator
         if config.name is not None and not replacing:
