@@ -263,10 +263,12 @@ class Client:
             with self._send_lock:  # a submit carrying it, if in progress, goes out first
                 pass
             try:
-                ray.get(
+                stopped = ray.get(
                     self._coordinator.abort.remote(self.client_id, [promise._id]),
                     timeout=_ABORT_TIMEOUT,
                 )
+                # 0: its worker had begun it (or it had just finished): it may still run.
+                promise._began_before_abort = stopped == 0
             except Exception:
                 logger.warning(
                     "the coordinator did not confirm abort of %r", promise, exc_info=True

@@ -61,6 +61,7 @@ class Promise(Generic[ResultT]):
 
     __slots__ = (
         "__weakref__",
+        "_began_before_abort",
         "_callbacks",
         "_event",
         "_id",
@@ -86,6 +87,7 @@ class Promise(Generic[ResultT]):
         self._event: threading.Event | None = None
         self._waiters: list[_Listener] | None = None
         self._callbacks: list[Callable[[Promise[Any]], object]] | None = None
+        self._began_before_abort = False  # aborted after its worker had begun it
 
     def get_result(self, timeout: float | None = None) -> ResultT:
         """Blocks until the request is processed and returns its result.

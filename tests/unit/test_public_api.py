@@ -9,9 +9,11 @@ def test_all_names_are_exported_and_nothing_else_public():
     public = {name for name in dir(raypw) if not name.startswith("_")}
     modules = {
         "batching",
+        "cli",
         "client",
         "config",
         "coordinator",
+        "demo",
         "errors",
         "processor",
         "progress",
