@@ -169,19 +169,21 @@ class Client:
             with STATE_LOCK:
                 taken = [p for p in self._outbox if p._state == PENDING]
                 self._outbox.clear()
-            refs = []
-            for start in range(0, len(taken), _SUBMIT_CHUNK):
-                chunk = taken[start : start + _SUBMIT_CHUNK]
-                keys = None if self._key is None else [p._key for p in chunk]
-                refs.append(
-                    self._coordinator.submit.remote(
-                        self.client_id, [p._id for p in chunk], [p.request for p in chunk], keys
-                    )
-                )
             try:
+                refs = [
+                    self._submit(taken[start : start + _SUBMIT_CHUNK])
+                    for start in range(0, len(taken), _SUBMIT_CHUNK)
+                ]
                 ray.get(refs, timeout=30)
             except Exception:
                 logger.warning("could not hand %d request(s) to the service", len(taken))
+
+    def _submit(self, promises: list[Promise[Any]]) -> Any:
+        """Sends requests to the coordinator; returns the submit's ref."""
+        keys = None if self._key is None else [p._key for p in promises]
+        return self._coordinator.submit.remote(
+            self.client_id, [p._id for p in promises], [p.request for p in promises], keys
+        )
 
     # -- queueing --------------------------------------------------------------------------
 
@@ -329,19 +331,16 @@ class Client:
                     self._sent += len(taken)
                 if not taken:
                     continue
-                ids = [p._id for p in taken]
-                requests = [p.request for p in taken]
-                keys = None if self._key is None else [p._key for p in taken]
                 try:
-                    ref = self._coordinator.submit.remote(self.client_id, ids, requests, keys)
+                    ref = self._submit(taken)
                 except Exception as exc:
-                    self._fail(ids, exc)
+                    self._fail([p._id for p in taken], exc)
                     continue
             if previous is not None:  # at most two submits in flight: bounded memory
-                self._wait_submitted(previous, ids)
+                self._wait_submitted(previous)
             previous = ref
 
-    def _wait_submitted(self, ref: Any, ids: list[int]) -> None:
+    def _wait_submitted(self, ref: Any) -> None:
         import ray
 
         try:

@@ -176,8 +176,7 @@ class PromiseSet(Generic[ResultT]):
     def _unlisten(pending: list[Promise[ResultT]], waiter: _Listener) -> None:
         with STATE_LOCK:
             for promise in pending:
-                if promise._waiters is not None and waiter in promise._waiters:
-                    promise._waiters.remove(waiter)
+                promise._unlisten(waiter)
 
     def wait_for_all(
         self,
