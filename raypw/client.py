@@ -52,6 +52,9 @@ _SUBMIT_CHUNK = 8192
 # waits here, where abort() is instant and memory is not held twice.
 MIN_WINDOW = 1024
 WINDOW_BATCHES = 16
+# The client sends more once at most this share of the window is out: one submit() per
+# half window instead of one per finished batch, while the coordinator still holds plenty.
+_REFILL_SHARE = 0.5
 # Seconds an abort() waits for the coordinator's confirmation before it gives up waiting.
 _ABORT_TIMEOUT = 30.0
 # Types whose values always pickle: queue_request skips the picklability check for them.
@@ -314,7 +317,7 @@ class Client:
         previous = None
         while True:
             with STATE_LOCK:
-                while not self._stopped and (not self._outbox or self._sent >= self._window):
+                while not self._stopped and (not self._outbox or not self._may_send()):
                     self._outbox_ready.wait()
                 if self._stopped:
                     return
@@ -339,6 +342,9 @@ class Client:
             if previous is not None:  # at most two submits in flight: bounded memory
                 self._wait_submitted(previous)
             previous = ref
+
+    def _may_send(self) -> bool:
+        return self._sent <= self._window * _REFILL_SHARE
 
     def _wait_submitted(self, ref: Any) -> None:
         import ray
@@ -474,13 +480,17 @@ class Client:
         return len(resend)
 
     def _settle_batch(self, outcome: Any, parts: list[tuple[list[int], list[int]]]) -> None:
-        results, errors = outcome
+        results, errors, skipped = outcome
+        # Skipped requests were aborted, or moved to another batch whose news comes by poll.
+        moved = set(skipped) if skipped else ()
         notes = Notes()
         by_id = self._by_id
         by_key = self._by_key
         with STATE_LOCK:
             for positions, ids in parts:
                 for position, request_id in zip(positions, ids, strict=True):
+                    if moved and position in moved:
+                        continue
                     promise = by_id.pop(request_id, None)
                     if promise is None:
                         continue  # aborted meanwhile
@@ -493,7 +503,7 @@ class Client:
                         settle(promise, DONE, results[position], notes)
             if not by_id:
                 self._idle.notify_all()
-            if self._outbox and self._sent < self._window:
+            if self._outbox and self._may_send():
                 self._outbox_ready.notify()
         self._deliver(notes)
 

@@ -11,8 +11,10 @@
 Each worker has one serving loop here: when the worker is idle, the loop takes the next batch
 from the shared queue (so workers compete for work), calls the worker, tells every client
 whose requests are in the batch where the outcomes will be (the batch's ``ObjectRef``), and
-awaits the small report to size the next batch. Outcomes go from the object store straight
-to the clients; the Coordinator never fetches them.
+awaits the small report to size the next batch. While every worker is busy and work is
+queued, each loop also sends the batch after, so no worker waits a round trip between two
+batches; a worker that falls idle takes back what a sibling holds but has not started.
+Outcomes go from the object store straight to the clients; the Coordinator never fetches them.
 
 :class:`WorkQueue` is plain Python and holds all the bookkeeping; :class:`Coordinator` adds the
 Ray calls. The Coordinator runs one event loop in one thread, so neither needs a lock.
@@ -38,6 +40,8 @@ logger = logging.getLogger("raypw")
 # How long a client's poll() waits for news before returning empty-handed: short enough for a
 # client to notice a dead coordinator soon, long enough to cost nothing.
 POLL_SECONDS = 2.0
+# Batches a worker holds at most: the one it runs and the next, sent while the first runs.
+PIPELINE_DEPTH = 2
 # A client that has not polled for this long (its process was killed, or froze) is forgotten
 # and what it still waited for is withdrawn; it re-registers if it comes back.
 CLIENT_TIMEOUT_SECONDS = 60.0
@@ -60,18 +64,36 @@ class _Item:
 class _Batch:
     """A batch sent to a worker."""
 
-    __slots__ = ("batch_id", "items", "outcome_ref", "report_ref", "worker")
+    __slots__ = (
+        "batch_id",
+        "dispatched",
+        "items",
+        "outcome_ref",
+        "queued_behind",
+        "report_ref",
+        "taken_back",
+        "worker",
+    )
 
-    def __init__(self, batch_id: int, worker: int, items: list[_Item]) -> None:
+    def __init__(
+        self, batch_id: int, worker: int, items: list[_Item], queued_behind: bool = False
+    ) -> None:
         self.batch_id = batch_id
         self.worker = worker
         self.items = items
+        self.queued_behind = queued_behind  # sent while the worker ran another batch
+        self.taken_back = False  # an idle worker asked for its unstarted requests
+        self.dispatched = time.perf_counter()
         self.report_ref: Any = None
         self.outcome_ref: Any = None
 
     def live(self) -> bool:
-        """True while some client still waits for an item of this batch."""
-        return any(item.subscribers for item in self.items)
+        """True while some client still waits for an item this batch holds."""
+        return any(item.subscribers for item in self.items if item.batch is self)
+
+    def own(self, items: list[_Item]) -> list[_Item]:
+        """The given items of this batch that were not moved to another one."""
+        return [item for item in items if item.batch is self]
 
 
 class WorkQueue:
@@ -271,7 +293,9 @@ class Coordinator:
         self._queue = WorkQueue()
         self._sizer = BatchSizer(target_batch_seconds, max_batch_size, max_batch_seconds)
         self._workers: list[Any] = []
-        self._running: dict[int, _Batch] = {}  # worker index -> its batch in flight
+        # Worker index -> the batches sent to it and not yet reported, oldest first.
+        self._running: dict[int, deque[_Batch]] = {}
+        self._idle = 0  # serving loops waiting for work
         self._serving: list[asyncio.Task[None]] = []
         self._work_ready: asyncio.Event | None = None
         self._mailboxes: dict[str, list[tuple[Any, ...]]] = {}
@@ -408,7 +432,7 @@ class Coordinator:
             by_batch.setdefault(batch.batch_id, (batch, []))[1].append(item.position)
         started = 0
         for batch, positions in by_batch.values():
-            if self._running.get(batch.worker) is not batch:
+            if batch not in self._running.get(batch.worker, ()):
                 started += len(positions)  # finished meanwhile
                 continue
             late = await self._workers[batch.worker].skip.remote(batch.batch_id, positions)
@@ -491,7 +515,13 @@ class Coordinator:
         workers, workers_alive, throughput (requests/s, last 10 s), worker_restarts, clients."""
         return {
             "queued": len(self._queue),
-            "running": sum(len(batch.items) for batch in self._running.values()),
+            "running": sum(
+                1
+                for sent in self._running.values()
+                for batch in sent
+                for item in batch.items
+                if item.batch is batch and item.subscribers
+            ),
             "processed": self._processed,
             "deduplicated": self._queue.deduplicated,
             "workers": len(self._workers),
@@ -526,58 +556,122 @@ class Coordinator:
         self._mail[client].set()
 
     async def _serve(self, index: int) -> None:
-        """Feeds one worker: take a batch when idle, send it, await its report, repeat.
+        """Feeds one worker: send it batches, await their reports, repeat.
 
-        If the worker dies mid-batch, Ray restarts it (its processor is built anew) and the
-        batch's requests go back to the front of the queue, one per batch from then on, so a
-        request that kills its worker every time fails alone once it used up ``max_retries``.
+        An idle worker gets a batch from the queue, or else takes back the unstarted requests
+        of a batch a sibling holds behind the one it runs. A busy worker gets its next batch
+        while it runs one, if no worker is idle and work is queued.
+
+        If the worker dies, Ray restarts it (its processor is built anew) and the requests it
+        held go back to the front of the queue. Those of the batch it was running count a
+        retry and go one per batch from then on, so a request that kills its worker every
+        time fails alone once it used up ``max_retries``.
         """
         from ray.exceptions import RayError, RayTaskError, TaskCancelledError
 
         worker = self._workers[index]
         work_ready = self._work_ready
         assert work_ready is not None
+        sent = self._running[index] = deque()
         while True:
-            size = self._sizer.next_size(len(self._queue), len(self._workers))
-            items = self._queue.take(size)
-            if not items:
+            self._top_up(index, worker, sent)
+            if not sent:
+                if await self._take_back(index):
+                    continue
                 work_ready.clear()
-                await work_ready.wait()
+                self._idle += 1
+                try:
+                    await work_ready.wait()
+                finally:
+                    self._idle -= 1
                 continue
             if len(self._queue):
                 work_ready.set()  # let idle siblings take the rest
-            dispatched = time.perf_counter()
-            batch = self._dispatch(index, worker, items)
+            batch = sent[0]
             try:
-                seconds, processed = await batch.report_ref
+                seconds, skipped = await batch.report_ref
             except TaskCancelledError:
-                pass
+                done = batch.own(batch.items)
             except RayTaskError as exc:  # raypw's own worker code failed: not retryable
-                self._fail(batch.items, exc)
+                done = batch.own(batch.items)
+                self._fail(done, exc)
             except RayError as exc:  # the worker process or its node died
-                self._running.pop(index, None)
                 self._pids[index] = 0
-                self._retry(batch.items, exc)
+                self._retry([b.own(b.items) for b in sent], exc)
+                sent.clear()
                 if not await self._await_restart(index, exc):
                     return
                 continue
             else:
-                overhead = time.perf_counter() - dispatched - seconds
+                processed = len(batch.items) - len(skipped)
+                # A batch sent behind another waited for it: its overhead is not measurable.
+                overhead = None
+                if not batch.queued_behind:
+                    overhead = time.perf_counter() - batch.dispatched - seconds
                 self._sizer.record(seconds, processed, overhead)
                 self._processed += processed
                 self._throughput.add(processed)
-            self._running.pop(index, None)
-            self._queue.finish(batch.items)
+                if skipped:
+                    left_out = set(skipped)  # aborted, or moved to another batch
+                    done = [item for i, item in enumerate(batch.items) if i not in left_out]
+                else:
+                    done = batch.items
+            sent.popleft()
+            self._queue.finish(done)
 
-    def _retry(self, items: list[_Item], cause: BaseException) -> None:
-        """Requeues the requests of a batch whose worker died, failing those out of retries."""
+    def _top_up(self, index: int, worker: Any, sent: deque[_Batch]) -> None:
+        """Sends worker ``index`` a batch if it has none, and the next one while it is busy,
+        every other worker is busy too, and work is queued."""
+        while len(sent) < PIPELINE_DEPTH and not (sent and self._idle):
+            size = self._sizer.next_size(len(self._queue), len(self._workers))
+            items = self._queue.take(size)
+            if not items:
+                return
+            sent.append(self._dispatch(index, worker, items, queued_behind=bool(sent)))
+
+    async def _take_back(self, index: int) -> bool:
+        """For idle worker ``index``: requeues the unstarted requests of a batch that waits
+        behind another one on a sibling. Returns whether any came back."""
+        from ray.exceptions import RayError
+
+        waiting = [
+            sent[-1]
+            for other, sent in self._running.items()
+            if other != index and len(sent) > 1 and not sent[-1].taken_back
+        ]
+        for batch in sorted(waiting, key=lambda b: len(b.items), reverse=True):
+            batch.taken_back = True
+            positions = [i for i, item in enumerate(batch.items) if item.batch is batch]
+            try:
+                late = set(await self._workers[batch.worker].skip.remote(batch.batch_id, positions))
+            except RayError:
+                continue  # its worker died: its serving loop requeues the batch
+            back = [batch.items[i] for i in positions if i not in late]
+            back = batch.own(back)  # not requeued meanwhile by its worker's death
+            if back:
+                self._queue.requeue_front(back)
+                if self._work_ready is not None:
+                    self._work_ready.set()
+                return True
+        return False
+
+    def _retry(self, batches: list[list[_Item]], cause: BaseException) -> None:
+        """Requeues the requests a dead worker held, failing those out of retries.
+
+        Args:
+            batches: The requests of each batch it held, the one it was running first; only
+                those count the death against their retries.
+            cause: Why the worker is gone.
+        """
         from raypw.errors import WorkerDiedError
 
         again: list[_Item] = []
         spent: list[_Item] = []
-        for item in items:
-            item.attempts += 1
-            (spent if item.attempts > self._max_retries else again).append(item)
+        for number, items in enumerate(batches):
+            for item in items:
+                if number == 0:
+                    item.attempts += 1
+                (spent if item.attempts > self._max_retries else again).append(item)
         for item in spent:
             self._fail(
                 [item],
@@ -622,14 +716,13 @@ class Coordinator:
             self._fail_queue(WorkerDiedError(f"every worker of the service died; last: {cause}"))
         return False
 
-    def _dispatch(self, index: int, worker: Any, items: list[_Item]) -> _Batch:
+    def _dispatch(self, index: int, worker: Any, items: list[_Item], queued_behind: bool) -> _Batch:
         batch_id = self._next_batch_id
         self._next_batch_id += 1
-        batch = _Batch(batch_id, index, items)
+        batch = _Batch(batch_id, index, items, queued_behind)
         batch.report_ref, batch.outcome_ref = worker.process_batch.remote(
             batch_id, [item.request for item in items]
         )
-        self._running[index] = batch
         news: dict[str, tuple[list[int], list[int]]] = {}
         for position, item in enumerate(items):
             item.batch = batch

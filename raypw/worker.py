@@ -1,10 +1,12 @@
 """The processor worker: one Ray actor holding one :class:`~raypw.Processor` instance.
 
-The coordinator sends each worker a batch of requests at a time (``process_batch``) and, on
-a second, independent channel, the positions of requests to skip because they were aborted
-(``skip``). A batch call returns two objects: a small report the coordinator awaits to
-schedule the next batch, and the outcomes, which the clients fetch straight from the
-object store without passing through the coordinator.
+The coordinator sends each worker batches of requests (``process_batch``): the one it runs
+and, while the queue is long, the next, so the worker starts it the moment the first ends.
+On a second, independent channel it sends the positions of requests to skip (``skip``):
+requests aborted, or taken back for an idle worker before they started. A batch call returns
+two objects: a small report the coordinator awaits to schedule the next batch, and the
+outcomes, which the clients fetch straight from the object store without passing through the
+coordinator. Both name the positions skipped, so neither settles a request that moved.
 
 The class is plain Python; :func:`remote_worker_class` makes it a Ray actor with two
 concurrency groups, so ``skip`` is answered while a batch runs, and batches run one at a
@@ -24,15 +26,17 @@ import ray
 
 __all__ = ["BatchOutcome", "BatchReport", "remote_worker_class"]
 
-# A batch's outcomes: the result per position (None where it failed or was skipped) and the
-# errors by position (a RayTaskError carrying the remote traceback), or None if none failed.
-BatchOutcome = tuple[list[Any], "dict[int, Any] | None"]
-# What the coordinator needs from a finished batch: seconds spent processing, and how many
-# requests were processed (skipped ones excluded).
-BatchReport = tuple[float, int]
+# A batch's outcomes: the result per position (None where it failed or was skipped), the
+# errors by position (a RayTaskError carrying the remote traceback) or None if none failed,
+# and the positions skipped (aborted, or moved to another batch) or None if none was.
+BatchOutcome = tuple[list[Any], "dict[int, Any] | None", "list[int] | None"]
+# What the coordinator needs from a finished batch: seconds spent processing, and the
+# positions skipped (every other position was processed).
+BatchReport = tuple[float, list[int]]
+_Outcome = tuple[list[Any], "dict[int, Any] | None"]
 
 # How many finished batch ids a worker remembers to answer a late ``skip`` correctly. The
-# coordinator keeps one batch in flight per worker, so a handful would do.
+# coordinator keeps at most two batches in flight per worker, so a handful would do.
 _RECENT_BATCHES = 64
 
 
@@ -58,7 +62,7 @@ class _Worker:
 
     @ray.method(concurrency_group="work", num_returns=2)
     def process_batch(self, batch_id: int, requests: list[Any]) -> tuple[BatchReport, BatchOutcome]:
-        """Processes a batch, skipping positions aborted before they started."""
+        """Processes a batch, skipping positions withdrawn before they started."""
         started = time.perf_counter()
         with self._lock:
             self._current = batch_id
@@ -78,10 +82,11 @@ class _Worker:
                 self._skips.pop(batch_id, None)
                 self._current = None
                 self._finished.append(batch_id)
-        processed = len(requests) - len(skip)
-        return (time.perf_counter() - started, processed), outcome
+        skipped = sorted(skip)
+        results, errors = outcome
+        return (time.perf_counter() - started, skipped), (results, errors, skipped or None)
 
-    def _run_each(self, requests: list[Any], skip: set[int]) -> BatchOutcome:
+    def _run_each(self, requests: list[Any], skip: set[int]) -> _Outcome:
         process = self._processor.process
         lock = self._lock
         results: list[Any] = [None] * len(requests)
@@ -99,7 +104,7 @@ class _Worker:
                 errors[position] = self._error(exc, "process")
         return results, errors
 
-    def _run_vectorised(self, batch_id: int, requests: list[Any], skip: set[int]) -> BatchOutcome:
+    def _run_vectorised(self, batch_id: int, requests: list[Any], skip: set[int]) -> _Outcome:
         with self._lock:
             # All requests start together: later skips are too late.
             self._position = len(requests) - 1
@@ -123,7 +128,11 @@ class _Worker:
 
     @ray.method(concurrency_group="control")
     def skip(self, batch_id: int, positions: list[int]) -> list[int]:
-        """Marks positions of a batch as aborted; returns those that had already started."""
+        """Marks positions of a batch to be skipped; returns those that had already started.
+
+        The answer is final: a position not returned is never processed by this batch, and
+        its report and outcomes list it as skipped.
+        """
         with self._lock:
             if batch_id in self._finished:
                 return list(positions)

@@ -269,3 +269,17 @@ def test_dead_coordinator_that_cannot_be_replaced_fails_every_promise(make_servi
     assert all(p.done() for p in promises)
     with pytest.raises(ServiceNotRunningError, match="could not be replaced"):
         service.queue_request("late")
+
+
+def test_worker_killed_with_a_batch_waiting_behind_its_running_one(make_service, tmp_path):
+    # Once every worker is busy, each holds the batch it runs and the next: both come back.
+    log = tmp_path / "log"
+    service = make_service(Stamper, parallel_workers=2, processor_class_init_args=(str(log),))
+    promises = service.queue_requests(f"sleep0.02#{i}" for i in range(300))
+    while len(stamps(log)) < 60:
+        time.sleep(0.01)
+    victim = service.worker_pids[1]
+    os.kill(victim, signal.SIGKILL)
+    PromiseSet(promises).wait_for_all(timeout=60)
+    assert [p.get_result() for p in promises] == [f"sleep0.02#{i} processed." for i in range(300)]
+    assert service.stats().worker_restarts == 1

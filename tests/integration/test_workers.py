@@ -48,3 +48,16 @@ def test_idle_worker_never_waits_while_another_holds_queued_work(make_service):
     # The fast ones all ran on the other worker and were done long before the slow one.
     assert {r["pid"] for r in fast_results} == set(service.worker_pids) - {slow_result["pid"]}
     assert max(r["finished"] for r in fast_results) < slow_result["finished"] - 1.0
+
+
+def test_an_idle_worker_takes_back_a_batch_waiting_behind_a_slow_one(make_service):
+    # Three workers busy, so the last request is sent ahead behind one of them. Whichever
+    # worker is then stuck on the 3 s request, the first one idle takes the waiting one back.
+    service = make_service(Recorder, parallel_workers=3)
+    started = time.time()  # the processor's clock
+    promises = service.queue_requests(["a:0.3", "b:0.3", "c:0.3", "d:0.3"])
+    slow = service.queue_request("slow:3")
+    last = service.queue_request("last:0.3")
+    [p.get_result(timeout=30) for p in promises]
+    assert last.get_result(timeout=30)["finished"] - started < 2.0
+    assert slow.get_result(timeout=30)["finished"] - started > 3.0

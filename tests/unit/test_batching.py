@@ -1,6 +1,6 @@
 import pytest
 
-from raypw.batching import BatchSizer
+from raypw.batching import OVERHEAD_FACTOR, BatchSizer
 
 
 def test_first_batch_is_one_request_to_measure_its_cost():
@@ -54,7 +54,7 @@ def test_batches_grow_with_the_measured_overhead_per_call():
     sizer.record(seconds=0.05, processed=10)  # 5 ms each
     assert sizer.next_size(10_000, 2) == 4  # 20 ms of work
     sizer.record(seconds=0.02, processed=4, overhead=0.002)  # 2 ms per call
-    assert sizer.batch_seconds == pytest.approx(0.05)
-    assert sizer.next_size(10_000, 2) == 10
+    assert sizer.batch_seconds == pytest.approx(OVERHEAD_FACTOR * 0.002)
+    assert sizer.next_size(10_000, 2) == int(OVERHEAD_FACTOR * 0.002 / 0.005)
     sizer.record(seconds=0.02, processed=4, overhead=1.0)  # a very slow round trip
     assert sizer.batch_seconds == 0.25  # capped

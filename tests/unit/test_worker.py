@@ -34,20 +34,22 @@ class Slow(Processor):
 
 def test_batch_results_and_per_item_errors():
     worker = _Worker(Doubler, (1,), {})
-    (seconds, processed), (results, errors) = worker.process_batch(0, [1, -2, 3])
+    (seconds, skipped), (results, errors, skipped_too) = worker.process_batch(0, [1, -2, 3])
     assert results == [3, None, 7]
     assert list(errors) == [1]
+    assert skipped == [] and skipped_too is None
     with pytest.raises(ValueError, match="negative: -2") as caught:
         raise errors[1].as_instanceof_cause()
     assert "Doubler.process" in str(caught.value)
-    assert processed == 3 and seconds >= 0
+    assert seconds >= 0
 
 
 def test_skip_before_batch_arrives_is_applied():
     worker = _Worker(Doubler, (), {})
     assert worker.skip(5, [0, 2]) == []
-    _, (results, errors) = worker.process_batch(5, [1, 2, 3])
+    (_, skipped), (results, errors, skipped_too) = worker.process_batch(5, [1, 2, 3])
     assert results == [None, 4, None]
+    assert skipped == skipped_too == [0, 2]
     assert worker._processor.seen == [2]
     assert errors is None
 
@@ -68,17 +70,17 @@ def test_skip_during_batch_splits_started_from_not_started():
     time.sleep(0.12)  # items 0..2 have started
     late = worker.skip(2, [1, 8, 9])
     thread.join()
-    (_, processed), (results, _) = outcome["r"]
+    (_, skipped), (results, _, _) = outcome["r"]
     assert late == [1]
     assert results[8] is None and results[9] is None and results[7] == 7
-    assert processed == 8
+    assert skipped == [8, 9]
 
 
 def test_vectorised_process_batch_gets_the_unskipped_requests():
     worker = _Worker(Vectorised, (), {})
     worker.skip(0, [1])
-    _, (results, errors) = worker.process_batch(0, ["a", "b", "c"])
-    assert results == ["A", None, "C"] and errors is None
+    _, (results, errors, skipped) = worker.process_batch(0, ["a", "b", "c"])
+    assert results == ["A", None, "C"] and errors is None and skipped == [1]
 
 
 def test_vectorised_error_fails_the_whole_batch():
@@ -87,7 +89,7 @@ def test_vectorised_error_fails_the_whole_batch():
             return []
 
     worker = _Worker(Bad, (), {})
-    _, (results, errors) = worker.process_batch(0, ["a", "b"])
+    _, (results, errors, _) = worker.process_batch(0, ["a", "b"])
     assert set(errors) == {0, 1}
     with pytest.raises(ValueError, match="returned 0 results for 2"):
         raise errors[0].as_instanceof_cause()
