@@ -14,7 +14,8 @@ Workloads (2 workers each):
     W2       100,000 no-op requests (20,000 for the per-call systems): requests/s
     W3       1,000,000 and 100,000 no-op requests: wall time and peak RSS of the process tree
     W4       100,000 requests over 1,000 distinct values, shuffled, 1 ms each (raypw: dedup)
-    W5       2,000 requests of 5 ms pure-Python work: efficiency = ideal / measured
+    W5       2,000 requests of 5 ms pure-Python work: efficiency = ideal / measured, the ideal
+             from the item's cost measured with the pool idle right before and after each run
     latency  1,000 sequential single requests on an idle pool: p50 and p99 round trip
 """
 
@@ -105,15 +106,19 @@ def child(job: dict[str, Any]) -> dict[str, Any]:
         os.unlink(log.name)
     elif workload == "W5":
         iterations = workloads.calibrate_busy(0.005)
-        before = _item_seconds(iterations)
         system.start("busy", iterations, WORKERS)
         _timed_stream(system, list(range(WORKERS * 4)))
-        seconds = [_timed_stream(system, list(range(n))) for _ in range(repeats)]
+        seconds, items = [], []
+        for _ in range(repeats):
+            # The item's cost with the pool idle, right before and after each run: this
+            # shared machine's speed drifts by tens of percent over minutes, so one figure
+            # taken minutes away from a run says little about that run.
+            before = _item_seconds(iterations)
+            seconds.append(_timed_stream(system, list(range(n))))
+            items.append((before + _item_seconds(iterations)) / 2)
         system.stop()
-        # The item's cost on an otherwise idle machine, measured before and after the run.
-        item = min(before, _item_seconds(iterations))
-        ideal = n * item / WORKERS
-        out.update(seconds=seconds, item_seconds=item, efficiency=[ideal / s for s in seconds])
+        efficiency = [n * item / WORKERS / s for item, s in zip(items, seconds, strict=True)]
+        out.update(seconds=seconds, item_seconds=items, efficiency=efficiency)
         return out
     elif workload == "latency":
         system.start("noop", None, WORKERS)
@@ -134,7 +139,7 @@ def _item_seconds(iterations: int) -> float:
     from benchmarks import workloads
 
     samples = []
-    for _ in range(20):
+    for _ in range(40):
         started = time.perf_counter()
         workloads.busy(iterations)
         samples.append(time.perf_counter() - started)

@@ -27,7 +27,8 @@ class ServiceStats:
             again (here and, across programs, at the coordinator).
         queued: Distinct requests waiting for a worker, including this program's requests not
             yet handed to the coordinator.
-        running: Distinct requests in batches that workers are processing.
+        running: Distinct requests sent to workers: in the batch each runs, or the one
+            waiting behind it.
         processed: Requests the workers have processed (all programs, this coordinator).
         workers: Workers the service was configured with.
         workers_alive: Workers up now.
