@@ -85,7 +85,8 @@ class Promise(Generic[ResultT]):
         self._seq = 0
         self._shares = 1
         self._event: threading.Event | None = None
-        self._waiters: list[_Listener] | None = None
+        # Who waits: None, one listener (the common case: no list per promise), or a list.
+        self._waiters: _Listener | list[_Listener] | None = None
         self._callbacks: list[Callable[[Promise[Any]], object]] | None = None
         self._began_before_abort = False  # aborted after its worker had begun it
 
@@ -192,16 +193,26 @@ class Promise(Generic[ResultT]):
         with STATE_LOCK:
             if self._state != PENDING:
                 return False
-            if self._waiters is None:
-                self._waiters = [listener]
-            else:
-                self._waiters.append(listener)
+            self._add_waiter(listener)
             return True
+
+    def _add_waiter(self, listener: _Listener) -> None:
+        """Adds a listener to a pending promise. Call with :data:`STATE_LOCK` held."""
+        waiters = self._waiters
+        if waiters is None:
+            self._waiters = listener
+        elif isinstance(waiters, list):
+            waiters.append(listener)
+        else:
+            self._waiters = [waiters, listener]
 
     def _unlisten(self, listener: _Listener) -> None:
         with STATE_LOCK:
-            if self._waiters is not None and listener in self._waiters:
-                self._waiters.remove(listener)
+            waiters = self._waiters
+            if waiters is listener:
+                self._waiters = None
+            elif isinstance(waiters, list) and listener in waiters:
+                waiters.remove(listener)
 
     def _outcome(self) -> ResultT:
         state = self._state
@@ -320,8 +331,9 @@ def settle(promise: Promise[Any], state: int, value: Any, notes: Notes) -> None:
     promise._seq = _sequence
     if promise._event is not None:
         notes.events.append(promise._event)
-    if promise._waiters is not None:
-        for waiter in promise._waiters:
+    waiters = promise._waiters
+    if waiters is not None:
+        for waiter in waiters if isinstance(waiters, list) else (waiters,):
             found = notes.waiters.get(waiter)
             if found is None:
                 notes.waiters[waiter] = [promise]

@@ -165,10 +165,7 @@ class PromiseSet(Generic[ResultT]):
             finished = [p for p in self._promises if p._state != PENDING]
             pending = [p for p in self._promises if p._state == PENDING]
             for promise in pending:
-                if promise._waiters is None:
-                    promise._waiters = [waiter]
-                else:
-                    promise._waiters.append(waiter)
+                promise._add_waiter(waiter)
         finished.sort(key=lambda p: p._seq)
         return finished, pending
 

@@ -83,7 +83,7 @@ def test_select_timeout_counts_unfinished():
     with pytest.raises(ResultTimeoutError, match=r"2 \(of 3\) promises unfinished"):
         next(iterator)
     # The abandoned select leaves no waiter behind.
-    assert promises[0]._waiters == []
+    assert promises[0]._waiters is None and promises[2]._waiters is None
 
 
 def test_wait_for_all_skips_aborted_when_asked():
@@ -109,3 +109,17 @@ def test_promise_set_repr_and_len():
     assert repr(promises[0]).startswith("<Promise done request=1 result=")
     assert repr(promises[1]) == "<Promise pending request=2>"
     assert "Promise pending request=2" in promises[1]._repr_html_()
+
+
+def test_two_selects_on_one_promise_both_hear_of_it_and_either_can_leave():
+    promise, other = Promise("a"), Promise("b")
+    got = []
+    first = threading.Thread(target=lambda: got.extend(PromiseSet([promise]).select(timeout=5)))
+    first.start()
+    time.sleep(0.05)  # the first select waits on the promise
+    with pytest.raises(ResultTimeoutError):
+        list(PromiseSet([promise, other]).select(timeout=0.05))
+    assert promise._waiters is not None and other._waiters is None  # only the first is left
+    finish(promise, DONE, 1)
+    first.join(5)
+    assert got == [promise]
