@@ -30,16 +30,25 @@ from tests.integration.conftest import alive_raypw_actors
 from tests.integration.processors import Recorder, Stamper, stamps
 
 
-def test_worker_killed_mid_batch_is_restarted_and_every_promise_completes(make_service, tmp_path):
+@pytest.mark.parametrize(
+    ("count", "seconds", "started"),
+    # Early, and once every worker is busy and also holds the batch after the one it runs.
+    [(30, 0.1, 4), (300, 0.02, 60)],
+    ids=["early", "with-a-batch-waiting-behind"],
+)
+def test_worker_killed_mid_batch_is_restarted_and_every_promise_completes(
+    make_service, tmp_path, count, seconds, started
+):
     log = tmp_path / "log"
     service = make_service(Stamper, parallel_workers=2, processor_class_init_args=(str(log),))
-    promises = service.queue_requests(f"sleep0.1#{i}" for i in range(30))
-    while len(stamps(log)) < 4:
-        time.sleep(0.02)
+    promises = service.queue_requests(f"sleep{seconds}#{i}" for i in range(count))
+    while len(stamps(log)) < started:
+        time.sleep(0.01)
     victim = service.worker_pids[0]
     os.kill(victim, signal.SIGKILL)
     PromiseSet(promises).wait_for_all(timeout=60)
-    assert [p.get_result() for p in promises] == [f"sleep0.1#{i} processed." for i in range(30)]
+    expected = [f"sleep{seconds}#{i} processed." for i in range(count)]
+    assert [p.get_result() for p in promises] == expected
     pids = {pid for _, _, pid in stamps(log)}
     assert victim in pids and len(pids) == 3  # the victim's replacement took over
     assert service.stats().worker_restarts == 1
@@ -269,17 +278,3 @@ def test_dead_coordinator_that_cannot_be_replaced_fails_every_promise(make_servi
     assert all(p.done() for p in promises)
     with pytest.raises(ServiceNotRunningError, match="could not be replaced"):
         service.queue_request("late")
-
-
-def test_worker_killed_with_a_batch_waiting_behind_its_running_one(make_service, tmp_path):
-    # Once every worker is busy, each holds the batch it runs and the next: both come back.
-    log = tmp_path / "log"
-    service = make_service(Stamper, parallel_workers=2, processor_class_init_args=(str(log),))
-    promises = service.queue_requests(f"sleep0.02#{i}" for i in range(300))
-    while len(stamps(log)) < 60:
-        time.sleep(0.01)
-    victim = service.worker_pids[1]
-    os.kill(victim, signal.SIGKILL)
-    PromiseSet(promises).wait_for_all(timeout=60)
-    assert [p.get_result() for p in promises] == [f"sleep0.02#{i} processed." for i in range(300)]
-    assert service.stats().worker_restarts == 1
