@@ -80,3 +80,18 @@ def test_shutting_down_a_shared_service_aborts_other_clients_pending(make_servic
 def test_bad_name_settings_fail_at_construction(kwargs, field):
     with pytest.raises(pydantic.ValidationError, match=field):
         ProcessorService(Echo, parallel_workers=1, **kwargs)
+
+
+def test_a_request_joined_by_another_client_follows_it_when_taken_back(make_service):
+    # "last" waits behind the 3 s request on one worker until an idle one takes it back;
+    # the other client's equal request, joined meanwhile, follows it there: processed once.
+    owner = make_service(Recorder, parallel_workers=3, name="follow")
+    other = ProcessorService.connect("follow", processor_class=Recorder)
+    started = time.time()  # the processor's clock
+    owner.queue_requests(["a:0.3", "b:0.3", "c:0.3", "d:0.3", "slow:3"])
+    mine = owner.queue_request("last:0.3")
+    time.sleep(0.1)
+    theirs = other.queue_request("last:0.3")
+    assert theirs.get_result(timeout=30) == mine.get_result(timeout=30)  # the same processing
+    assert mine.get_result()["finished"] - started < 2.0
+    other.stop()
