@@ -6,10 +6,10 @@ machine that CPU is taken from the workers. The policy sizes batches so that thi
 stays a small fraction of the work: it measures the seconds per request and the round trip
 per call (which grows with that CPU cost), and aims each batch at ``OVERHEAD_FACTOR`` times
 the round trip, never below ``target_batch_seconds`` nor above ``max_batch_seconds``.
-``sleep(5)`` requests therefore go one at a time, 5 ms requests a few dozen at a time, no-op
-requests by the thousand. Near the end of the queue the batches shrink so that every worker
-gets a share. (The round trip no longer idles a busy worker: the coordinator sends the next
-batch while the current one runs.)
+Requests of 50 ms or more go one at a time, so their results arrive one by one; 5 ms
+requests go a few dozen at a time, no-op requests by the thousand. Near the end of the queue
+the batches shrink so that every worker gets a share. (The round trip no longer idles a busy
+worker: the coordinator sends the next batch while the current one runs.)
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ _SMOOTHING = 0.3
 # 2,000 x 5 ms requests (alternating runs in one process): 25 reached 0.87 of the ideal
 # time, 50 reached 0.92, 80 was no better.
 OVERHEAD_FACTOR = 50.0
+# Requests that take this long or more go one per batch: their results arrive one by one in
+# the order they finish, and batching them would save little against a round trip of ~3 ms.
+SINGLE_REQUEST_SECONDS = 0.05
 
 
 class BatchSizer:
@@ -79,6 +82,8 @@ class BatchSizer:
             return 0
         if self.seconds_per_request is None:
             size = 1  # nothing measured yet: one request tells us its cost
+        elif self.seconds_per_request >= SINGLE_REQUEST_SECONDS:
+            size = 1
         elif self.seconds_per_request <= 0:
             size = self.max_batch_size
         else:

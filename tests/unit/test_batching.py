@@ -14,6 +14,15 @@ def test_slow_requests_go_one_at_a_time():
     assert sizer.next_size(queued=100, workers=2) == 1
 
 
+def test_requests_of_50_ms_or_more_go_one_at_a_time_whatever_the_overhead():
+    sizer = BatchSizer(0.02, 1000)
+    sizer.record(seconds=0.06, processed=1, overhead=0.01)  # 50 x 10 ms would be 0.25 s
+    assert sizer.next_size(queued=100, workers=2) == 1
+    shorter = BatchSizer(0.02, 1000)
+    shorter.record(seconds=0.04, processed=1, overhead=0.01)
+    assert shorter.next_size(queued=100, workers=2) == 6  # 0.25 s of 40 ms requests
+
+
 def test_tiny_requests_go_by_hundreds_up_to_the_cap():
     sizer = BatchSizer(0.02, 1000)
     sizer.record(seconds=0.0001, processed=1)  # 100 us each -> 200 per 20 ms
