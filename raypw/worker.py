@@ -1,7 +1,7 @@
 """The processor worker: one Ray actor holding one :class:`~raypw.Processor` instance.
 
 The coordinator sends each worker batches of requests (``process_batch``): the one it runs
-and, while the queue is long, the next, so the worker starts it the moment the first ends.
+and, while every worker is busy, the next, so the worker starts it the moment the first ends.
 On a second, independent channel it sends the positions of requests to skip (``skip``):
 requests aborted, or taken back for an idle worker before they started. A batch call returns
 two objects: a small report the coordinator awaits to schedule the next batch, and the
@@ -33,6 +33,7 @@ BatchOutcome = tuple[list[Any], "dict[int, Any] | None", "list[int] | None"]
 # What the coordinator needs from a finished batch: seconds spent processing, and the
 # positions skipped (every other position was processed).
 BatchReport = tuple[float, list[int]]
+# Results and errors, as the processing loops return them before the skips are added.
 _Outcome = tuple[list[Any], "dict[int, Any] | None"]
 
 # How many finished batch ids a worker remembers to answer a late ``skip`` correctly. The
