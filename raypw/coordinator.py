@@ -71,6 +71,7 @@ class _Batch:
         "outcome_ref",
         "queued_behind",
         "report_ref",
+        "suspect",
         "taken_back",
         "worker",
     )
@@ -84,6 +85,8 @@ class _Batch:
         self.queued_behind = queued_behind  # sent while the worker ran another batch
         self.taken_back = False  # an idle worker asked for its unstarted requests
         self.dispatched = time.perf_counter()
+        # Holds a request whose worker died before (then it holds that one alone).
+        self.suspect = any(item.attempts for item in items)
         self.report_ref: Any = None
         self.outcome_ref: Any = None
 
@@ -597,7 +600,7 @@ class Coordinator:
                 self._fail(done, exc)
             except RayError as exc:  # the worker process or its node died
                 self._pids[index] = 0
-                self._retry([b.own(b.items) for b in sent], exc)
+                self._retry([item for b in sent for item in b.own(b.items)], exc)
                 sent.clear()
                 if not await self._await_restart(index, exc):
                     return
@@ -622,10 +625,15 @@ class Coordinator:
     def _top_up(self, index: int, worker: Any, sent: deque[_Batch]) -> None:
         """Sends worker ``index`` a batch if it has none, and the next one while it is busy,
         every other worker is busy too, and work is queued."""
-        while len(sent) < PIPELINE_DEPTH and not (sent and self._idle):
+        while len(sent) < PIPELINE_DEPTH and not (sent and (self._idle or sent[-1].suspect)):
             size = self._sizer.next_size(len(self._queue), len(self._workers))
             items = self._queue.take(size)
             if not items:
+                return
+            if sent and items[0].attempts:
+                # A request whose worker died goes to a worker holding nothing else, so a
+                # death while it runs is charged to it alone.
+                self._queue.requeue_front(items)
                 return
             sent.append(self._dispatch(index, worker, items, queued_behind=bool(sent)))
 
@@ -649,29 +657,24 @@ class Coordinator:
             back = [batch.items[i] for i in positions if i not in late]
             back = batch.own(back)  # not requeued meanwhile by its worker's death
             if back:
-                self._queue.requeue_front(back)
-                if self._work_ready is not None:
-                    self._work_ready.set()
+                self._requeue(back)
                 return True
         return False
 
-    def _retry(self, batches: list[list[_Item]], cause: BaseException) -> None:
+    def _retry(self, items: list[_Item], cause: BaseException) -> None:
         """Requeues the requests a dead worker held, failing those out of retries.
 
-        Args:
-            batches: The requests of each batch it held, the one it was running first; only
-                those count the death against their retries.
-            cause: Why the worker is gone.
+        The death counts against every request it held: the coordinator cannot tell which
+        batch was running (a report can die with its worker). A request charged once goes
+        to a worker holding nothing else from then on, so later deaths are charged exactly.
         """
         from raypw.errors import WorkerDiedError
 
         again: list[_Item] = []
         spent: list[_Item] = []
-        for number, items in enumerate(batches):
-            for item in items:
-                if number == 0:
-                    item.attempts += 1
-                (spent if item.attempts > self._max_retries else again).append(item)
+        for item in items:
+            item.attempts += 1
+            (spent if item.attempts > self._max_retries else again).append(item)
         for item in spent:
             self._fail(
                 [item],
@@ -684,7 +687,7 @@ class Coordinator:
                 ),
             )
         self._queue.finish(spent)
-        self._queue.requeue_front(again)
+        self._requeue(again)
         self._restarts += 1
         logger.warning(
             "a raypw worker died (%s); %d request(s) requeued, %d failed",
@@ -692,7 +695,11 @@ class Coordinator:
             len(again),
             len(spent),
         )
-        if again and self._work_ready is not None:
+
+    def _requeue(self, items: list[_Item]) -> None:
+        """Puts items back at the front of the queue and wakes the idle serving loops."""
+        self._queue.requeue_front(items)
+        if items and self._work_ready is not None:
             self._work_ready.set()
 
     async def _await_restart(self, index: int, cause: BaseException) -> bool:
