@@ -4,10 +4,12 @@ from raypw.config import BatchingConfig, ServiceConfig, WorkerResources
 from raypw.errors import (
     PromiseAbortedError,
     RaypwError,
+    RemoteError,
     ResultTimeoutError,
     ServiceNotFoundError,
     ServiceNotRunningError,
     ServiceStartError,
+    TransferError,
     WorkerDiedError,
 )
 from raypw.processor import Processor
@@ -26,12 +28,14 @@ __all__ = [
     "PromiseAbortedError",
     "PromiseSet",
     "RaypwError",
+    "RemoteError",
     "ResultTimeoutError",
     "ServiceConfig",
     "ServiceNotFoundError",
     "ServiceNotRunningError",
     "ServiceStartError",
     "ServiceStats",
+    "TransferError",
     "WorkerDiedError",
     "WorkerResources",
     "__version__",

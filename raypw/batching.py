@@ -6,10 +6,14 @@ machine that CPU is taken from the workers. The policy sizes batches so that thi
 stays a small fraction of the work: it measures the seconds per request and the round trip
 per call (which grows with that CPU cost), and aims each batch at ``OVERHEAD_FACTOR`` times
 the round trip, never below ``target_batch_seconds`` nor above ``max_batch_seconds``.
-Requests of 50 ms or more go one at a time, so their results arrive one by one; 5 ms
-requests go a few dozen at a time, no-op requests by the thousand. Near the end of the queue
-the batches shrink so that every worker gets a share. (The round trip no longer idles a busy
-worker: the coordinator sends the next batch while the current one runs.)
+Requests of 50 ms or more go one at a time; 5 ms requests go a few dozen at a time, no-op
+requests by the thousand. Near the end of the queue the batches shrink so that every worker
+gets a share.
+
+The sizer knows what it does not know: a batch holds at most as many requests as have been
+timed so far (1, then 2, 4, ...), so one cheap warm-up request does not send the slow ones
+behind it out together. (Batch size only costs throughput, not latency: outcomes stream back
+as they are produced, and an idle worker takes unstarted requests back from a busy one.)
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ class BatchSizer:
         self.max_batch_seconds = max(max_batch_seconds, target_batch_seconds)
         self.seconds_per_request: float | None = None
         self.overhead_seconds: float | None = None
+        self.timed = 0  # requests timed so far
 
     def record(self, seconds: float, processed: int, overhead: float | None = None) -> None:
         """Records a finished batch.
@@ -59,6 +64,7 @@ class BatchSizer:
         if overhead is not None and overhead >= 0:
             self.overhead_seconds = _average(self.overhead_seconds, overhead)
         if processed > 0:
+            self.timed += processed
             self.seconds_per_request = _average(
                 self.seconds_per_request, max(seconds, 0.0) / processed
             )
@@ -89,7 +95,7 @@ class BatchSizer:
         else:
             size = int(self.batch_seconds / self.seconds_per_request)
         fair_share = math.ceil(queued / max(workers, 1))
-        return max(1, min(size, self.max_batch_size, fair_share))
+        return max(1, min(size, self.max_batch_size, fair_share, self.timed))
 
 
 def _average(current: float | None, sample: float) -> float:

@@ -3,30 +3,37 @@
 ::
 
     queue_request() --> local dedup (key -> pending Promise) --> outbox
-      sender thread:    outbox --> Coordinator.submit(ids, requests)       (batched)
-      collector thread: ray.wait(num_returns=1) over [poll ref, in-flight batch refs]
-                        poll ref ready  -> news: which batch ref holds which request
-                        batch ref ready -> one ray.get per batch -> settle its promises
-      callback thread:  runs queue_request's completed_callback for each finished promise
+      sender thread:    outbox --> Coordinator.submit(Submit)   (batched, bounded in count
+                                                                 and bytes in flight)
+      collector thread: ray.wait(num_returns=1) over the pending poll's ref
+                        news --> Outcomes: settle those promises at once
+                                 Failed / Closed / Forgotten: fail, close, or connect again
+      callback thread:  runs completed_callbacks and future() done-callbacks, so no user code
+                        ever runs on the thread that delivers results
 
-A promise waits on the ``ObjectRef`` of the batch carrying its request. The collector waits
-on the few distinct in-flight batch refs, never on one ref per request, and fetches each batch
-once, so the per-request cost on the driver stays at a few microseconds.
+Outcomes come inline in the poll's reply, a few milliseconds of work at a time, straight as
+the workers stream them to the Coordinator; the per-request cost on the driver stays at a few
+microseconds.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
 import logging
-import pickle
 import queue
 import threading
 import uuid
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
-from raypw.errors import ServiceNotRunningError, WorkerDiedError
+from raypw.errors import (
+    RemoteError,
+    ServiceNotRunningError,
+    TransferError,
+    WorkerDiedError,
+)
 from raypw.promise import (
     ABORTED,
     DONE,
@@ -36,6 +43,18 @@ from raypw.promise import (
     Notes,
     Promise,
     settle,
+)
+from raypw.protocol import (
+    PLAIN_TYPES,
+    Abort,
+    Closed,
+    Failed,
+    Forgotten,
+    News,
+    Outcomes,
+    Pickled,
+    Submit,
+    dump,
 )
 
 __all__ = ["Client"]
@@ -51,14 +70,19 @@ _SUBMIT_CHUNK = 8192
 # ahead of the results (at least MIN_WINDOW): enough to keep every worker busy, while the rest
 # waits here, where abort() is instant and memory is not held twice.
 MIN_WINDOW = 1024
-WINDOW_BATCHES = 16
+# The window grows to WINDOW_CHUNKS times the largest chunk of outcomes seen (at most
+# MAX_WINDOW) and never shrinks: the small batches at the end of a run must not starve the
+# next one.
+WINDOW_CHUNKS = 64
+MAX_WINDOW = 1 << 17
 # The client sends more once at most this share of the window is out: one submit() per
 # half window instead of one per finished batch, while the coordinator still holds plenty.
 _REFILL_SHARE = 0.5
+# Bytes of requests in flight to the coordinator at most (beyond one request): large requests
+# then flow at the pace the workers take them, not all at once.
+MAX_BYTES_IN_FLIGHT = 64 * 1024 * 1024
 # Seconds an abort() waits for the coordinator's confirmation before it gives up waiting.
 _ABORT_TIMEOUT = 30.0
-# Types whose values always pickle: queue_request skips the picklability check for them.
-_ALWAYS_PICKLABLE = (str, bytes, int, float, bool, type(None))
 
 
 class Client:
@@ -87,7 +111,9 @@ class Client:
         self._outbox: collections.deque[Promise[Any]] = collections.deque()
         self._taken_upto = 0  # ids up to this one have left the outbox
         self._sent = 0  # promises sent to the coordinator and not finished
+        self._sent_bytes = 0  # their requests' size
         self._window = MIN_WINDOW
+        self._epoch = 0  # this client's registration with the coordinator
         self.deduplicated = 0  # requests that joined a pending equal one here
         self.settled = [0, 0, 0, 0]  # promises finished, by state (see raypw.promise)
         self._open = False  # taking requests
@@ -107,7 +133,7 @@ class Client:
         """Registers with the coordinator and starts the client's threads."""
         import ray
 
-        ray.get(self._coordinator.connect.remote(self.client_id))
+        self._epoch = ray.get(self._coordinator.connect.remote(self.client_id))
         with STATE_LOCK:
             self._open = True
             self._stopped = False
@@ -173,33 +199,55 @@ class Client:
                 taken = [p for p in self._outbox if p._state == PENDING]
                 self._outbox.clear()
             try:
-                refs = [
-                    self._submit(taken[start : start + _SUBMIT_CHUNK])
-                    for start in range(0, len(taken), _SUBMIT_CHUNK)
-                ]
+                refs = []
+                for start in range(0, len(taken), _SUBMIT_CHUNK):
+                    part = taken[start : start + _SUBMIT_CHUNK]
+                    refs.append(self._submit(part, part[0]._id, part[-1]._id))
                 ray.get(refs, timeout=30)
             except Exception:
                 logger.warning("could not hand %d request(s) to the service", len(taken))
 
-    def _submit(self, promises: list[Promise[Any]]) -> Any:
-        """Sends requests to the coordinator; returns the submit's ref."""
-        keys = None if self._key is None else [p._key for p in promises]
-        return self._coordinator.submit.remote(
-            self.client_id, [p._id for p in promises], [p.request for p in promises], keys
+    def _submit(self, promises: list[Promise[Any]], first_id: int, last_id: int) -> Any:
+        """Sends requests to the coordinator; returns the submit's ref. Call with the send
+        lock held."""
+        requests = []
+        keys: list[Any] | None = None if self._key is None else []
+        for promise in promises:
+            carried = promise._carried
+            if carried is None:  # sent before (handed back): pickle it again
+                carried = dump(promise.request)
+            requests.append(carried)
+            promise._carried = None
+            if keys is not None:
+                keys.append(dump(promise._key))
+        message = Submit(
+            self.client_id,
+            self._epoch,
+            first_id,
+            last_id,
+            [p._id for p in promises],
+            requests,
+            keys,
         )
+        return self._coordinator.submit.remote(message)
 
     # -- queueing --------------------------------------------------------------------------
 
     def queue(self, requests: Iterable[Any], callback: Callback | None) -> list[Promise[Any]]:
         """Queues requests and returns one promise each (equal pending requests share one).
 
+        All or nothing: if one request is refused, or the call is interrupted (Ctrl-C),
+        none of this call's requests is queued.
+
         Raises:
-            TypeError: a request is unhashable (without a key function) or cannot be pickled;
-                nothing of this call is queued then.
+            TypeError: a request is unhashable (without a key function), cannot be pickled,
+                or raises when compared with an equal-hash pending one.
             ServiceNotRunningError: the client is not open.
         """
-        keyed = [(request, self._key_of(request)) for request in requests]
+        prepared = [self._prepare(request) for request in requests]
         promises: list[Promise[Any]] = []
+        created: list[Promise[Any]] = []
+        joined: list[Promise[Any]] = []
         with STATE_LOCK:
             if not self._open:
                 if self._broken is not None:
@@ -210,28 +258,60 @@ class Client:
                 )
             by_key = self._by_key
             wake = not self._outbox
-            for request, key in keyed:
-                promise = by_key.get(key)
-                if promise is not None:
-                    promise._shares += 1
-                    self.deduplicated += 1
-                else:
-                    request_id = next(self._ids)
-                    promise = Promise(request, self, key, request_id)
-                    by_key[key] = promise
-                    self._by_id[request_id] = promise
-                    self._outbox.append(promise)
-                if callback is not None:
-                    if promise._callbacks is None:
-                        promise._callbacks = [callback]
+            request: Any = None
+            try:
+                for request, key, carried, size in prepared:
+                    promise = by_key.get(key)
+                    if promise is not None:
+                        promise._shares += 1
+                        joined.append(promise)
                     else:
-                        promise._callbacks.append(callback)
-                promises.append(promise)
+                        request_id = next(self._ids)
+                        promise = Promise(request, self, key, request_id)
+                        promise._carried = carried
+                        promise._size = size
+                        by_key[key] = promise
+                        created.append(promise)
+                        self._by_id[request_id] = promise
+                        self._outbox.append(promise)
+                    if callback is not None:
+                        if promise._callbacks is None:
+                            promise._callbacks = [callback]
+                        else:
+                            promise._callbacks.append(callback)
+                    promises.append(promise)
+            except BaseException as exc:
+                self._undo(created, joined, callback)
+                if isinstance(exc, Exception):
+                    raise _comparison_error(request, self._key is not None, exc) from exc
+                raise
+            self.deduplicated += len(joined)
             if wake and self._outbox:
                 self._outbox_ready.notify()
         return promises
 
-    def _key_of(self, request: Any) -> Hashable:
+    def _undo(
+        self, created: list[Promise[Any]], joined: list[Promise[Any]], callback: Callback | None
+    ) -> None:
+        """Takes back what an interrupted queue() did. Call with STATE_LOCK held."""
+        for made in reversed(created):
+            if self._outbox and self._outbox[-1] is made:
+                self._outbox.pop()
+            self._by_id.pop(made._id, None)
+            key = made._key
+            with contextlib.suppress(Exception):  # the key that raised may raise again
+                if self._by_key.get(key) is made:
+                    del self._by_key[key]
+        for shared in joined:
+            shared._shares -= 1
+            callbacks = shared._callbacks
+            if callback is not None and callbacks:
+                del callbacks[len(callbacks) - 1 - callbacks[::-1].index(callback)]
+        if not self._by_id:
+            self._idle.notify_all()
+
+    def _prepare(self, request: Any) -> tuple[Any, Hashable, Any, int]:
+        """Checks a request; returns it, its key, its carried form and its size in bytes."""
         key = request if self._key is None else self._key(request)
         try:
             hash(key)
@@ -243,9 +323,17 @@ class Client:
                 "dataclass) or give the service key=, a function that returns a hashable key "
                 "for each request, e.g. ProcessorService(..., key=lambda r: r['id'])"
             ) from None
-        if not isinstance(request, _ALWAYS_PICKLABLE):
-            _check_picklable(request)
-        return key
+        if type(request) in PLAIN_TYPES:
+            size = len(request) if isinstance(request, (str, bytes)) else 8
+            return request, key, request, size
+        try:
+            carried = dump(request)
+        except Exception as exc:
+            raise TypeError(
+                f"the request {request!r:.80} cannot be pickled ({type(exc).__name__}: {exc}); "
+                "requests travel to worker processes, so they must be picklable"
+            ) from None
+        return request, key, carried, len(carried.data)
 
     # -- aborting --------------------------------------------------------------------------
 
@@ -266,12 +354,9 @@ class Client:
         self._deliver(notes)
         if sent:
             with self._send_lock:  # a submit carrying it, if in progress, goes out first
-                pass
+                message = Abort(self.client_id, self._epoch, [promise._id])
             try:
-                stopped = ray.get(
-                    self._coordinator.abort.remote(self.client_id, [promise._id]),
-                    timeout=_ABORT_TIMEOUT,
-                )
+                stopped = ray.get(self._coordinator.abort.remote(message), timeout=_ABORT_TIMEOUT)
                 # 0: its worker had begun it (or it had just finished): it may still run.
                 promise._began_before_abort = stopped == 0
             except Exception:
@@ -287,6 +372,7 @@ class Client:
             del self._by_key[promise._key]
         if promise._id <= self._taken_upto:
             self._sent -= 1
+            self._sent_bytes -= promise._size
             if self._outbox:
                 self._outbox_ready.notify()
         if not self._by_id:
@@ -313,8 +399,7 @@ class Client:
     # -- threads ---------------------------------------------------------------------------
 
     def _send_loop(self) -> None:
-
-        previous = None
+        previous: tuple[Any, list[int]] | None = None
         while True:
             with STATE_LOCK:
                 while not self._stopped and (not self._outbox or not self._may_send()):
@@ -325,89 +410,101 @@ class Client:
                 with STATE_LOCK:
                     outbox = self._outbox
                     room = min(_SUBMIT_CHUNK, self._window - self._sent)
+                    room_bytes = MAX_BYTES_IN_FLIGHT - self._sent_bytes
+                    first_id = self._taken_upto + 1
                     taken: list[Promise[Any]] = []
+                    size = 0
                     while outbox and len(taken) < room:
-                        promise = outbox.popleft()
+                        promise = outbox[0]
+                        if taken and size + promise._size > room_bytes:
+                            break
+                        outbox.popleft()
                         self._taken_upto = promise._id
                         if promise._state == PENDING:  # aborted ones are dropped here
                             taken.append(promise)
+                            size += promise._size
                     self._sent += len(taken)
+                    self._sent_bytes += size
+                    last_id = self._taken_upto
                 if not taken:
                     continue
                 try:
-                    ref = self._submit(taken)
+                    ref = self._submit(taken, first_id, last_id)
                 except Exception as exc:
                     self._fail([p._id for p in taken], exc)
                     continue
             if previous is not None:  # at most two submits in flight: bounded memory
-                self._wait_submitted(previous)
-            previous = ref
+                self._wait_submitted(*previous)
+            previous = (ref, [p._id for p in taken])
 
     def _may_send(self) -> bool:
-        return self._sent <= self._window * _REFILL_SHARE
+        return (
+            self._sent <= self._window * _REFILL_SHARE
+            and self._sent_bytes <= MAX_BYTES_IN_FLIGHT * _REFILL_SHARE
+        )
 
-    def _wait_submitted(self, ref: Any) -> None:
+    def _wait_submitted(self, ref: Any, ids: list[int]) -> None:
+        """Waits for a submit. If the coordinator died, the collector replaces it and hands
+        everything back; any other failure fails that submit's promises (never dropped)."""
         import ray
+        from ray.exceptions import RayActorError
 
         try:
             ray.get(ref)
+        except RayActorError:
+            logger.debug("submit to a dead coordinator; the collector recovers", exc_info=True)
         except Exception as exc:
             logger.error("submitting requests to the coordinator failed: %s", exc)
+            self._fail(ids, exc)
 
     def _collect_loop(self) -> None:
+        """Waits on the pending poll, and settles what its reply brings."""
         import ray
 
-        coordinator = self._coordinator
-        poll = coordinator.poll.remote(self.client_id)
-        in_flight: dict[Any, list[tuple[list[int], list[int]]]] = {}
+        poll = self._coordinator.poll.remote(self.client_id)
         while True:
-            refs = [poll, *in_flight]
-            ready, _ = ray.wait(refs, num_returns=1, timeout=1.0)
+            ready, _ = ray.wait([poll], num_returns=1, timeout=1.0)
             if not ready:
                 if self._stopped:
                     return
                 continue
-            ref = ready[0]
-            if ref == poll:
-                try:
-                    news = ray.get(poll)
-                except Exception as exc:
-                    if self._stopped or not self._recover(exc):
-                        return
-                    in_flight.clear()  # refs owned by the dead coordinator: resubmitted
-                    coordinator = self._coordinator
-                    poll = coordinator.poll.remote(self.client_id)
-                    continue
-                if self._stopped and not news:
+            try:
+                news: list[News] = ray.get(poll)
+            except Exception as exc:
+                if self._stopped or not self._recover(exc):
                     return
-                forgotten = False
-                for entry in news:
-                    if entry[0] == "forgotten":  # silent too long (this process froze)
-                        forgotten = True
-                        continue
-                    if isinstance(entry[0], str):  # ("closed", reason): stopped on purpose
-                        self._close_from_service(entry[1])
-                        return
-                    if entry[0] is None:
-                        self._fail(entry[1], entry[2])
-                    else:
-                        in_flight.setdefault(entry[0], []).append((entry[1], entry[2]))
-                        # Grows with the batches and never shrinks: the smaller batches at
-                        # the end of a run must not starve the next one.
-                        self._window = max(self._window, WINDOW_BATCHES * len(entry[2]))
-                if forgotten and not self._stopped:
-                    self._rejoin()
-                poll = coordinator.poll.remote(self.client_id)
-            else:
-                parts = in_flight.pop(ref)
-                try:
-                    outcome = ray.get(ref)
-                except Exception:
-                    # Cancelled (all its requests aborted) or its worker died: the
-                    # coordinator reports lost requests through poll.
-                    logger.debug("batch ref failed", exc_info=True)
-                    continue
-                self._settle_batch(outcome, parts)
+                poll = self._coordinator.poll.remote(self.client_id)
+                continue
+            if self._stopped and not any(isinstance(n, Outcomes | Failed) for n in news):
+                return
+            poll = self._coordinator.poll.remote(self.client_id)  # ask again before settling
+            try:
+                if not self._take_news(news):
+                    return
+            except Exception as exc:  # a bug of raypw's: fail loudly, never hang
+                logger.exception("raypw: handling the coordinator's news failed")
+                self._fail(None, exc)
+                return
+
+    def _take_news(self, news: list[News]) -> bool:
+        """Acts on a poll's news; False once the client must stop collecting."""
+        forgotten = False
+        for entry in news:
+            if isinstance(entry, Outcomes):
+                self._settle(entry)
+            elif isinstance(entry, Failed):
+                self._fail(entry.ids, entry.error)
+            elif isinstance(entry, Closed):
+                self._close_from_service(entry.reason)
+                return False
+            elif isinstance(entry, Forgotten):
+                forgotten = True
+        if forgotten and not self._stopped:
+            try:
+                self._rejoin()
+            except Exception as exc:
+                return self._recover(exc)
+        return True
 
     def _close_from_service(self, reason: str) -> None:
         """The service was stopped (by another program): abort what is pending here."""
@@ -438,7 +535,7 @@ class Client:
                 raise cause
             with self._send_lock:  # no submit may go to the old one meanwhile
                 self._coordinator = replace(cause)
-                ray.get(self._coordinator.connect.remote(self.client_id))
+                self._epoch = ray.get(self._coordinator.connect.remote(self.client_id))
                 resent = self._hand_back()
         except Exception as exc:
             error = WorkerDiedError(
@@ -458,7 +555,7 @@ class Client:
         import ray
 
         with self._send_lock:
-            ray.get(self._coordinator.connect.remote(self.client_id))
+            self._epoch = ray.get(self._coordinator.connect.remote(self.client_id))
             resent = self._hand_back()
         logger.warning(
             "the raypw coordinator had forgotten this program; %d request(s) sent again", resent
@@ -476,31 +573,46 @@ class Client:
             if resend:
                 self._taken_upto = resend[0]._id - 1
             self._sent = 0
+            self._sent_bytes = 0
             self._outbox_ready.notify()
         return len(resend)
 
-    def _settle_batch(self, outcome: Any, parts: list[tuple[list[int], list[int]]]) -> None:
-        results, errors, skipped = outcome
-        # Skipped requests were aborted, or moved to another batch whose news comes by poll.
-        moved = set(skipped) if skipped else ()
+    def _settle(self, outcomes: Outcomes) -> None:
+        """Settles the promises of streamed outcomes; unpickles each value on its own, so a
+        value that cannot be rebuilt here fails only its own promise."""
+        ids = outcomes.ids
+        results = outcomes.results
+        errors = outcomes.errors
         notes = Notes()
         by_id = self._by_id
         by_key = self._by_key
+        self._window = max(self._window, min(WINDOW_CHUNKS * len(ids), MAX_WINDOW))
         with STATE_LOCK:
-            for positions, ids in parts:
-                for position, request_id in zip(positions, ids, strict=True):
-                    if moved and position in moved:
+            for index, request_id in enumerate(ids):
+                promise = by_id.pop(request_id, None)
+                if promise is None:
+                    continue  # aborted meanwhile
+                self._sent -= 1
+                self._sent_bytes -= promise._size
+                if by_key.get(promise._key) is promise:
+                    del by_key[promise._key]
+                if errors and index in errors:
+                    settle(promise, FAILED, _rebuild_error(errors[index], promise.request), notes)
+                    continue
+                result = results[index]
+                if type(result) is Pickled:
+                    try:
+                        result = result.load()
+                    except Exception as exc:
+                        error = TransferError(
+                            f"the result of {promise.request!r:.80} could not be rebuilt in "
+                            f"this process: {type(exc).__name__}: {exc}",
+                            request=promise.request,
+                            what="result",
+                        )
+                        settle(promise, FAILED, error, notes)
                         continue
-                    promise = by_id.pop(request_id, None)
-                    if promise is None:
-                        continue  # aborted meanwhile
-                    self._sent -= 1
-                    if by_key.get(promise._key) is promise:
-                        del by_key[promise._key]
-                    if errors is not None and position in errors:
-                        settle(promise, FAILED, errors[position], notes)
-                    else:
-                        settle(promise, DONE, results[position], notes)
+                settle(promise, DONE, result, notes)
             if not by_id:
                 self._idle.notify_all()
             if self._outbox and self._may_send():
@@ -515,6 +627,8 @@ class Client:
             for request_id in chosen:
                 promise = self._by_id.get(request_id)
                 if promise is not None:
+                    if isinstance(error, WorkerDiedError) and type(error.request) is Pickled:
+                        error.request = promise.request
                     self._forget(promise)
                     settle(promise, FAILED, error, notes)
         self._deliver(notes)
@@ -536,16 +650,29 @@ class Client:
                 logger.exception("completed_callback %r raised for %r", callback, promise)
 
 
-def _check_picklable(request: Any) -> None:
+def _rebuild_error(carried: Any, request: Any) -> BaseException:
+    """The exception a failed request's promise holds, rebuilt from what the worker sent."""
     try:
-        pickle.dumps(request, protocol=5)
-    except Exception:
-        from ray import cloudpickle
+        error = carried.load() if type(carried) is Pickled else carried
+    except Exception as exc:
+        return RemoteError(
+            f"process() of {request!r:.80} raised an exception that could not be rebuilt in "
+            f"this process: {type(exc).__name__}: {exc}"
+        )
+    if isinstance(error, TransferError):
+        return TransferError(f"{request!r:.80}: {error}", request=request, what=error.what)
+    if not isinstance(error, BaseException):
+        return RemoteError(f"process() of {request!r:.80} failed: {error!r:.200}")
+    return error
 
-        try:
-            cloudpickle.dumps(request)  # type: ignore[no-untyped-call]
-        except Exception as exc:
-            raise TypeError(
-                f"the request {request!r:.80} cannot be pickled ({exc}); requests travel to "
-                "worker processes, so they must be picklable"
-            ) from None
+
+def _comparison_error(request: Any, keyed: bool, exc: Exception) -> TypeError:
+    """The error for a request whose key raised while being compared (dedup)."""
+    what = "the key= of the request" if keyed else "the request"
+    return TypeError(
+        f"{what} {request!r:.80} raised {type(exc).__name__} ({exc}) when compared with an "
+        "equal-hash pending request; requests are compared to deduplicate them: give the "
+        "service key=, a function returning a key that compares cleanly (a str, an int, a "
+        "tuple), e.g. ProcessorService(..., key=lambda r: r.id). Nothing of this call was "
+        "queued."
+    )

@@ -9,11 +9,16 @@ The hierarchy keeps the standard library's bases, so ``except TimeoutError`` and
     ├── ServiceNotFoundError(RaypwError, LookupError)     connect() to a name nobody runs
     ├── PromiseAbortedError(RaypwError)                   get_result() on an aborted promise
     ├── ResultTimeoutError(RaypwError, TimeoutError)      a wait ran out of time
-    └── WorkerDiedError(RaypwError)                       the actor holding a request died
+    ├── WorkerDiedError(RaypwError)                       the actor holding a request died
+    ├── TransferError(RaypwError)                         a request or result could not travel
+    └── RemoteError(RaypwError)                           process() raised an exception that
+                                                          could not be rebuilt here
 
 Exceptions raised by a processor's ``process()`` are not wrapped in these: ``get_result()``
 re-raises them as the user's own class (an instance of both Ray's ``RayTaskError`` and the
-original class) with the remote traceback in the message.
+original class) with the remote traceback in the message; only an exception that cannot be
+rebuilt in this process (its class needs other constructor arguments, or is not importable
+here) arrives as :class:`RemoteError`, with its class name, text and traceback.
 """
 
 from __future__ import annotations
@@ -23,10 +28,12 @@ from typing import Any
 __all__ = [
     "PromiseAbortedError",
     "RaypwError",
+    "RemoteError",
     "ResultTimeoutError",
     "ServiceNotFoundError",
     "ServiceNotRunningError",
     "ServiceStartError",
+    "TransferError",
     "WorkerDiedError",
 ]
 
@@ -82,3 +89,40 @@ class WorkerDiedError(RaypwError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (str(self), self.request, self.attempts))
+
+
+class TransferError(RaypwError):
+    """A request or its result could not be carried between processes: the request could
+    not be rebuilt in the worker, or the result could not be pickled there or rebuilt here.
+
+    Only that request's promise fails; its batch-mates are unaffected.
+
+    Attributes:
+        request: The request (set in the program that queued it).
+        what: ``"request"`` or ``"result"``.
+    """
+
+    def __init__(self, message: str, request: Any = None, what: str = "") -> None:
+        super().__init__(message)
+        self.request = request
+        self.what = what
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.request, self.what))
+
+
+class RemoteError(RaypwError):
+    """``process()`` raised an exception that cannot be rebuilt in this process.
+
+    The message holds the original class name, its text and the remote traceback.
+
+    Attributes:
+        error_type: The original exception's qualified class name.
+    """
+
+    def __init__(self, message: str, error_type: str = "") -> None:
+        super().__init__(message)
+        self.error_type = error_type
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.error_type))

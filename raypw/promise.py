@@ -63,12 +63,14 @@ class Promise(Generic[ResultT]):
         "__weakref__",
         "_began_before_abort",
         "_callbacks",
+        "_carried",
         "_event",
         "_id",
         "_key",
         "_owner",
         "_seq",
         "_shares",
+        "_size",
         "_state",
         "_value",
         "_waiters",
@@ -89,6 +91,8 @@ class Promise(Generic[ResultT]):
         self._waiters: _Listener | list[_Listener] | None = None
         self._callbacks: list[Callable[[Promise[Any]], object]] | None = None
         self._began_before_abort = False  # aborted after its worker had begun it
+        self._carried: Any = None  # the request as it travels, until it is sent
+        self._size = 0  # its size in bytes, counted while it is in flight
 
     def get_result(self, timeout: float | None = None) -> ResultT:
         """Blocks until the request is processed and returns its result.

@@ -238,7 +238,6 @@ class ProcessorService(Generic[RequestT, ResultT]):
         from raypw.coordinator import Coordinator
 
         config = self.config
-        args, kwargs = config.init_args()
         remote: Any = ray.remote  # its typed overloads do not list actor-only options
         # On this program's node if it can: losing another node then costs only workers.
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
@@ -255,18 +254,7 @@ class ProcessorService(Generic[RequestT, ResultT]):
             "config": config.model_dump(mode="json", exclude={"processor_class_init_args"}),
         }
         coordinator = actor_class.options(**options).remote(
-            self._processor_blob or self.processor_class,
-            args,
-            kwargs,
-            config.parallel_workers,
-            config.worker.actor_options(),
-            config.batching.target_batch_seconds,
-            config.batching.max_batch_size,
-            config.batching.max_batch_seconds,
-            config.max_retries,
-            config.start_timeout,
-            info,
-            config.client_timeout,
+            self._processor_blob or self.processor_class, config, info
         )
         self._coordinator = coordinator
         if config.name is not None and not replacing:

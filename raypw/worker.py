@@ -1,12 +1,18 @@
 """The processor worker: one Ray actor holding one :class:`~raypw.Processor` instance.
 
-The coordinator sends each worker batches of requests (``process_batch``): the one it runs
-and, while every worker is busy, the next, so the worker starts it the moment the first ends.
-On a second, independent channel it sends the positions of requests to skip (``skip``):
-requests aborted, or taken back for an idle worker before they started. A batch call returns
-two objects: a small report the coordinator awaits to schedule the next batch, and the
-outcomes, which the clients fetch straight from the object store without passing through the
-coordinator. Both name the positions skipped, so neither settles a request that moved.
+The coordinator sends each worker batches (``run``): the one it runs and, while every worker
+is busy, the next. ``run`` is a Ray streaming generator: it yields an
+:class:`~raypw.protocol.OutcomeChunk` every few milliseconds of work (and after any request
+that ran that long), so each result leaves the worker as soon as it is ready, not at the end
+of its batch. On a second, independent channel the coordinator sends positions not to start
+(``skip``): requests aborted, or taken back for an idle worker. Its answer is final: a
+position it does not return as started is never processed here, and the batch's last chunk
+lists it as skipped.
+
+Every value leaves as plain data or :class:`~raypw.protocol.Pickled` bytes made here, and a
+value that cannot travel fails its own request with a clear error: a request that cannot be
+rebuilt here, a result that cannot be pickled, an exception that could not be rebuilt on the
+other side (it then arrives as :class:`~raypw.RemoteError` with its class name and text).
 
 The class is plain Python; :func:`remote_worker_class` makes it a Ray actor with two
 concurrency groups, so ``skip`` is answered while a batch runs, and batches run one at a
@@ -17,25 +23,23 @@ from __future__ import annotations
 
 import collections
 import os
+import pickle
 import threading
 import time
 import traceback
+from collections.abc import Iterator
 from typing import Any
 
 import ray
 
-__all__ = ["BatchOutcome", "BatchReport", "remote_worker_class"]
+from raypw.errors import RemoteError, TransferError
+from raypw.protocol import OutcomeChunk, Pickled, WorkBatch, dump, load
 
-# A batch's outcomes: the result per position (None where it failed or was skipped), the
-# errors by position (a RayTaskError carrying the remote traceback) or None if none failed,
-# and the positions skipped (aborted, or moved to another batch) or None if none was.
-BatchOutcome = tuple[list[Any], "dict[int, Any] | None", "list[int] | None"]
-# What the coordinator needs from a finished batch: seconds spent processing, and the
-# positions skipped (every other position was processed).
-BatchReport = tuple[float, list[int]]
-# Results and errors, as the processing loops return them before the skips are added.
-_Outcome = tuple[list[Any], "dict[int, Any] | None"]
+__all__ = ["remote_worker_class"]
 
+# A chunk of outcomes leaves once it holds this much work: a result waits at most about this
+# long for its chunk-mates, and a worker of no-op requests sends a few hundred chunks a second.
+CHUNK_SECONDS = 0.001
 # How many finished batch ids a worker remembers to answer a late ``skip`` correctly. The
 # coordinator keeps at most two batches in flight per worker, so a handful would do.
 _RECENT_BATCHES = 64
@@ -48,6 +52,7 @@ class _Worker:
         self, processor_class: type, init_args: tuple[Any, ...], init_kwargs: dict[str, Any]
     ) -> None:
         self._processor = processor_class(*init_args, **init_kwargs)
+        self._name = type(self._processor).__qualname__
         # Whether the class overrides process_batch (vectorised) or we call process per item.
         self._vectorised = _overrides_process_batch(processor_class)
         self._lock = threading.Lock()
@@ -61,78 +66,115 @@ class _Worker:
         """Answers once the processor is built; returns this worker's process id."""
         return os.getpid()
 
-    @ray.method(concurrency_group="work", num_returns=2)
-    def process_batch(self, batch_id: int, requests: list[Any]) -> tuple[BatchReport, BatchOutcome]:
-        """Processes a batch, skipping positions withdrawn before they started."""
-        started = time.perf_counter()
+    @ray.method(concurrency_group="work")
+    def run(self, batch: WorkBatch) -> Iterator[OutcomeChunk]:
+        """Processes a batch, streaming its outcomes; skips positions withdrawn in time."""
+        batch_id = batch.batch_id
         with self._lock:
             self._current = batch_id
             self._position = -1
-            skip = self._skips.pop(batch_id, None)
-            if skip is None:
-                skip = self._skips[batch_id] = set()
-            else:
-                self._skips[batch_id] = skip
+            skip = self._skips.setdefault(batch_id, set())
         try:
             if self._vectorised:
-                outcome = self._run_vectorised(batch_id, requests, skip)
+                yield from self._run_vectorised(batch, skip)
             else:
-                outcome = self._run_each(requests, skip)
+                yield from self._run_each(batch, skip)
         finally:
             with self._lock:
                 self._skips.pop(batch_id, None)
                 self._current = None
                 self._finished.append(batch_id)
-        skipped = sorted(skip)
-        results, errors = outcome
-        return (time.perf_counter() - started, skipped), (results, errors, skipped or None)
 
-    def _run_each(self, requests: list[Any], skip: set[int]) -> _Outcome:
+    def _run_each(self, batch: WorkBatch, skip: set[int]) -> Iterator[OutcomeChunk]:
         process = self._processor.process
         lock = self._lock
-        results: list[Any] = [None] * len(requests)
+        clock = time.perf_counter
+        positions: list[int] = []
+        results: list[Any] = []
         errors: dict[int, Any] | None = None
-        for position, request in enumerate(requests):
+        cut = clock()
+        for position, carried in enumerate(batch.requests):
             with lock:
                 self._position = position
                 if position in skip:
                     continue
+            result: Any = None
+            error: Any = None
             try:
-                results[position] = process(request)
-            except Exception as exc:  # the user's error goes to this request's promise only
+                request = load(carried)
+            except Exception as exc:
+                error = _cannot_travel("request", "be rebuilt in the worker", exc)
+            else:
+                try:
+                    value = process(request)
+                except Exception as exc:  # the user's error goes to this request only
+                    error = self._error(exc, "process")
+                else:
+                    try:
+                        result = dump(value)
+                    except Exception as exc:
+                        error = _cannot_travel("result", "be pickled", exc)
+            if error is not None:
                 if errors is None:
                     errors = {}
-                errors[position] = self._error(exc, "process")
-        return results, errors
+                errors[len(positions)] = error
+            positions.append(position)
+            results.append(result)
+            now = clock()
+            if now - cut >= CHUNK_SECONDS:
+                yield OutcomeChunk(batch.batch_id, positions, results, errors, now - cut)
+                positions, results, errors = [], [], None
+                cut = clock()
+        with lock:
+            skipped = tuple(sorted(skip))
+        yield OutcomeChunk(
+            batch.batch_id, positions, results, errors, clock() - cut, final=True, skipped=skipped
+        )
 
-    def _run_vectorised(self, batch_id: int, requests: list[Any], skip: set[int]) -> _Outcome:
+    def _run_vectorised(self, batch: WorkBatch, skip: set[int]) -> Iterator[OutcomeChunk]:
+        started = time.perf_counter()
         with self._lock:
             # All requests start together: later skips are too late.
-            self._position = len(requests) - 1
-            positions = [i for i in range(len(requests)) if i not in skip]
-        results: list[Any] = [None] * len(requests)
+            self._position = len(batch.requests) - 1
+            positions = [i for i in range(len(batch.requests)) if i not in skip]
+            skipped = tuple(sorted(skip))
+        results: list[Any] = [None] * len(positions)
+        errors: dict[int, Any] | None = None
         try:
-            values = self._processor.process_batch([requests[i] for i in positions])
+            values = self._processor.process_batch([load(batch.requests[i]) for i in positions])
             if len(values) != len(positions):
                 raise ValueError(
                     f"process_batch returned {len(values)} results for {len(positions)} requests"
                 )
         except Exception as exc:
-            error = self._error(exc, "process_batch")
-            return results, dict.fromkeys(positions, error)
-        for position, value in zip(positions, values, strict=True):
-            results[position] = value
-        return results, None
+            errors = dict.fromkeys(range(len(positions)), self._error(exc, "process_batch"))
+        else:
+            for index, value in enumerate(values):
+                try:
+                    results[index] = dump(value)
+                except Exception as exc:
+                    if errors is None:
+                        errors = {}
+                    errors[index] = _cannot_travel("result", "be pickled", exc)
+        yield OutcomeChunk(
+            batch.batch_id,
+            positions,
+            results,
+            errors,
+            time.perf_counter() - started,
+            final=True,
+            skipped=skipped,
+        )
 
-    def _error(self, exc: Exception, function_name: str) -> Any:
-        return _remote_error(exc, f"{type(self._processor).__qualname__}.{function_name}")
+    def _error(self, exc: Exception, function_name: str) -> Pickled:
+        return _remote_error(exc, f"{self._name}.{function_name}")
 
     @ray.method(concurrency_group="control")
     def skip(self, batch_id: int, positions: list[int]) -> list[int]:
         """Marks positions of a batch to be skipped; returns those that had already started.
 
         The answer is final: a position not returned is never processed by this batch, and
-        its report and outcomes list it as skipped.
+        its last chunk lists it as skipped.
         """
         with self._lock:
             if batch_id in self._finished:
@@ -152,18 +194,40 @@ def _overrides_process_batch(processor_class: type) -> bool:
     return getattr(processor_class, "process_batch", None) is not Processor.process_batch
 
 
-def _remote_error(exc: Exception, function_name: str) -> Any:
-    """Wraps ``exc`` with its traceback so the client re-raises it as the user's class."""
+def _cannot_travel(what: str, verb: str, exc: BaseException) -> Pickled:
+    """The error of a request whose request or result could not travel."""
+    error = TransferError(f"the {what} could not {verb}: {type(exc).__name__}: {exc}", what=what)
+    return Pickled(pickle.dumps(error, protocol=5))
+
+
+def _remote_error(exc: Exception, function_name: str) -> Pickled:
+    """Wraps ``exc`` with its traceback, so the client re-raises it as the user's own class;
+    if it could not be rebuilt there, as :class:`~raypw.RemoteError` with its text."""
     from ray.exceptions import RayTaskError
 
-    return RayTaskError(  # type: ignore[no-untyped-call]
+    text = traceback.format_exc()
+    error = RayTaskError(  # type: ignore[no-untyped-call]
         function_name,
-        traceback.format_exc(),
+        text,
         exc,
         proctitle=f"raypw::{function_name}",
         pid=os.getpid(),
         ip=_node_ip(),
     )
+    try:
+        carried = dump(error)
+        load(carried)  # an exception class whose __init__ needs other arguments fails here
+        assert isinstance(carried, Pickled)
+        return carried
+    except Exception as problem:
+        cls = type(exc)
+        fallback = RemoteError(
+            f"{function_name} raised {cls.__module__}.{cls.__qualname__}: {exc}\n"
+            f"(the exception itself could not be sent back: {type(problem).__name__}: "
+            f"{problem})\n\nRemote traceback:\n{text}",
+            error_type=f"{cls.__module__}.{cls.__qualname__}",
+        )
+        return Pickled(pickle.dumps(fallback, protocol=5))
 
 
 def _node_ip() -> str:

@@ -49,8 +49,15 @@ def test_worker_killed_mid_batch_is_restarted_and_every_promise_completes(
     PromiseSet(promises).wait_for_all(timeout=60)
     expected = [f"sleep{seconds}#{i} processed." for i in range(count)]
     assert [p.get_result() for p in promises] == expected
-    pids = {pid for _, _, pid in stamps(log)}
-    assert victim in pids and len(pids) == 3  # the victim's replacement took over
+    assert victim in {pid for _, _, pid in stamps(log)}
+    # Ray restarts the victim; which worker then ran what depends on timing, so only the
+    # restart itself is asserted.
+    deadline = time.monotonic() + 60
+    while (victim in service.worker_pids or 0 in service.worker_pids) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.05)
+    assert victim not in service.worker_pids and 0 not in service.worker_pids
     assert service.stats().worker_restarts == 1
     assert service.stats().workers_alive == 2
 

@@ -3,37 +3,44 @@ import pytest
 from raypw.batching import OVERHEAD_FACTOR, BatchSizer
 
 
+def seasoned(*args, **kwargs) -> BatchSizer:
+    """A sizer that has timed plenty of requests (past its first-batches rule)."""
+    sizer = BatchSizer(*args, **kwargs)
+    sizer.timed = 10**9
+    return sizer
+
+
 def test_first_batch_is_one_request_to_measure_its_cost():
     sizer = BatchSizer(target_batch_seconds=0.02, max_batch_size=1000)
     assert sizer.next_size(queued=10_000, workers=2) == 1
 
 
 def test_slow_requests_go_one_at_a_time():
-    sizer = BatchSizer(0.02, 1000)
+    sizer = seasoned(0.02, 1000)
     sizer.record(seconds=5.0, processed=1)
     assert sizer.next_size(queued=100, workers=2) == 1
 
 
 def test_requests_of_50_ms_or_more_go_one_at_a_time_whatever_the_overhead():
-    sizer = BatchSizer(0.02, 1000)
+    sizer = seasoned(0.02, 1000)
     sizer.record(seconds=0.06, processed=1, overhead=0.01)  # 50 x 10 ms would be 0.25 s
     assert sizer.next_size(queued=100, workers=2) == 1
-    shorter = BatchSizer(0.02, 1000)
+    shorter = seasoned(0.02, 1000)
     shorter.record(seconds=0.04, processed=1, overhead=0.01)
     assert shorter.next_size(queued=100, workers=2) == 6  # 0.25 s of 40 ms requests
 
 
 def test_tiny_requests_go_by_hundreds_up_to_the_cap():
-    sizer = BatchSizer(0.02, 1000)
+    sizer = seasoned(0.02, 1000)
     sizer.record(seconds=0.0001, processed=1)  # 100 us each -> 200 per 20 ms
     assert sizer.next_size(queued=100_000, workers=2) == 200
-    sizer = BatchSizer(0.02, 1000)
+    sizer = seasoned(0.02, 1000)
     sizer.record(seconds=0.000001, processed=1)
     assert sizer.next_size(queued=100_000, workers=2) == 1000
 
 
 def test_batches_shrink_near_the_end_so_every_worker_gets_a_share():
-    sizer = BatchSizer(0.02, 1000)
+    sizer = seasoned(0.02, 1000)
     sizer.record(seconds=0.00001, processed=10)
     assert sizer.next_size(queued=9, workers=3) == 3
     assert sizer.next_size(queued=1, workers=3) == 1
@@ -41,7 +48,7 @@ def test_batches_shrink_near_the_end_so_every_worker_gets_a_share():
 
 
 def test_moving_average_follows_a_changing_workload():
-    sizer = BatchSizer(0.02, 10_000)
+    sizer = seasoned(0.02, 10_000)
     sizer.record(0.001, 100)  # 10 us each
     fast = sizer.next_size(1_000_000, 2)
     for _ in range(20):
@@ -51,7 +58,7 @@ def test_moving_average_follows_a_changing_workload():
 
 
 def test_empty_or_zero_time_batches_do_not_break_the_estimate():
-    sizer = BatchSizer(0.02, 500)
+    sizer = seasoned(0.02, 500)
     sizer.record(1.0, 0)
     assert sizer.seconds_per_request is None
     sizer.record(0.0, 10)
@@ -59,7 +66,7 @@ def test_empty_or_zero_time_batches_do_not_break_the_estimate():
 
 
 def test_batches_grow_with_the_measured_overhead_per_call():
-    sizer = BatchSizer(0.02, 10_000, max_batch_seconds=0.25)
+    sizer = seasoned(0.02, 10_000, max_batch_seconds=0.25)
     sizer.record(seconds=0.05, processed=10)  # 5 ms each
     assert sizer.next_size(10_000, 2) == 4  # 20 ms of work
     sizer.record(seconds=0.02, processed=4, overhead=0.002)  # 2 ms per call
@@ -67,3 +74,11 @@ def test_batches_grow_with_the_measured_overhead_per_call():
     assert sizer.next_size(10_000, 2) == int(OVERHEAD_FACTOR * 0.002 / 0.005)
     sizer.record(seconds=0.02, processed=4, overhead=1.0)  # a very slow round trip
     assert sizer.batch_seconds == 0.25  # capped
+
+
+def test_batches_hold_at_most_as_many_requests_as_were_timed():
+    sizer = BatchSizer(0.02, 1000)
+    sizer.record(seconds=0.0001, processed=1)  # one cheap warm-up request
+    assert sizer.next_size(queued=100, workers=2) == 1  # not 200: one request timed
+    sizer.record(seconds=0.0002, processed=2)
+    assert sizer.next_size(queued=100, workers=2) == 3

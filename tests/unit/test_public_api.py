@@ -19,6 +19,8 @@ def test_all_names_are_exported_and_nothing_else_public():
         "progress",
         "promise",
         "promise_set",
+        "protocol",
+        "scheduler",
         "service",
         "stats",
         "worker",

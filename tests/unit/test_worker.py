@@ -1,11 +1,14 @@
 """The worker's batch loop, run as plain Python (no Ray)."""
 
+import pickle
 import threading
 import time
 
 import pytest
 
 from raypw import Processor
+from raypw.errors import RemoteError, TransferError
+from raypw.protocol import Pickled, WorkBatch, dump, load
 from raypw.worker import _Worker
 
 
@@ -26,61 +29,156 @@ class Vectorised(Processor):
         return [r.upper() for r in requests]
 
 
-class Slow(Processor):
+class Gated(Processor):
+    """Each request waits for its own event, so a test decides when it finishes."""
+
+    def __init__(self, started, gates):
+        self.started = started
+        self.gates = gates
+
     def process(self, request):
-        time.sleep(0.05)
+        self.started[request].set()
+        self.gates[request].wait(10)
         return request
 
 
-def test_batch_results_and_per_item_errors():
-    worker = _Worker(Doubler, (1,), {})
-    (seconds, skipped), (results, errors, skipped_too) = worker.process_batch(0, [1, -2, 3])
-    assert results == [3, None, 7]
-    assert list(errors) == [1]
-    assert skipped == [] and skipped_too is None
+class TwoArgumentError(Exception):
+    def __init__(self, code, text):
+        super().__init__(f"{code}: {text}")
+
+
+class Awkward(Processor):
+    def process(self, request):
+        if request == "lock":
+            return threading.Lock()
+        if request == "two-args":
+            raise TwoArgumentError(7, "cannot be rebuilt")
+        return request
+
+
+class Unloadable:
+    def __reduce__(self):
+        return (_refuse, ())
+
+
+def _refuse():
+    raise RuntimeError("refuses to be rebuilt")
+
+
+def run(worker, batch_id, requests):
+    """All chunks of a batch, and its outcome per position (value or error)."""
+    chunks = list(worker.run(WorkBatch(batch_id, [dump(r) for r in requests])))
+    outcomes = {}
+    for chunk in chunks:
+        for index, position in enumerate(chunk.positions):
+            if chunk.errors and index in chunk.errors:
+                outcomes[position] = load(chunk.errors[index])
+            else:
+                outcomes[position] = load(chunk.results[index])
+    return chunks, outcomes
+
+
+def test_results_and_per_item_errors():
+    chunks, outcomes = run(_Worker(Doubler, (1,), {}), 0, [1, -2, 3])
+    assert outcomes[0] == 3 and outcomes[2] == 7
     with pytest.raises(ValueError, match="negative: -2") as caught:
-        raise errors[1].as_instanceof_cause()
+        raise outcomes[1].as_instanceof_cause()
     assert "Doubler.process" in str(caught.value)
-    assert seconds >= 0
+    assert chunks[-1].final and chunks[-1].skipped == ()
+
+
+def test_outcomes_stream_in_chunks_before_the_batch_ends():
+    started = {r: threading.Event() for r in "abc"}
+    gates = {r: threading.Event() for r in "abc"}
+    worker = _Worker(Gated, (started, gates), {})
+    stream = worker.run(WorkBatch(0, ["a", "b", "c"]))
+    first = {}
+    thread = threading.Thread(target=lambda: first.update(chunk=next(stream)))
+    thread.start()
+    gates["a"].set()
+    assert started["b"].wait(10)  # a finished, b runs and waits for its gate
+    time.sleep(0.01)  # a chunk is cut after 1 ms of work: let it be
+    gates["b"].set()
+    thread.join(10)
+    assert first["chunk"].positions[0] == 0 and not first["chunk"].final
+    assert not started["c"].is_set() or first["chunk"].positions != [0, 1, 2]
+    gates["c"].set()
+    rest = list(stream)
+    assert rest[-1].final
+    positions = first["chunk"].positions + [p for c in rest for p in c.positions]
+    assert positions == [0, 1, 2]
+
+
+def test_an_unpicklable_result_fails_only_its_request():
+    _, outcomes = run(_Worker(Awkward, (), {}), 0, ["x", "lock", "y"])
+    assert outcomes[0] == "x" and outcomes[2] == "y"
+    assert isinstance(outcomes[1], TransferError) and "pickle" in str(outcomes[1])
+
+
+def test_an_exception_that_cannot_be_rebuilt_arrives_as_remote_error_with_its_text():
+    _, outcomes = run(_Worker(Awkward, (), {}), 0, ["two-args", "y"])
+    error = outcomes[0]
+    assert isinstance(error, RemoteError)
+    assert "TwoArgumentError" in str(error) and "7: cannot be rebuilt" in str(error)
+    assert error.error_type.endswith("TwoArgumentError")
+    assert outcomes[1] == "y"
+
+
+def test_a_request_that_cannot_be_rebuilt_in_the_worker_fails_only_itself():
+    worker = _Worker(Awkward, (), {})
+    carried = [Pickled(pickle.dumps(Unloadable())), "fine"]
+    chunks = list(worker.run(WorkBatch(0, carried)))
+    errors = {
+        p: load(c.errors[i])
+        for c in chunks
+        if c.errors
+        for i, p in enumerate(c.positions)
+        if i in c.errors
+    }
+    assert isinstance(errors[0], TransferError) and "refuses to be rebuilt" in str(errors[0])
+    assert 1 not in errors
 
 
 def test_skip_before_batch_arrives_is_applied():
     worker = _Worker(Doubler, (), {})
     assert worker.skip(5, [0, 2]) == []
-    (_, skipped), (results, errors, skipped_too) = worker.process_batch(5, [1, 2, 3])
-    assert results == [None, 4, None]
-    assert skipped == skipped_too == [0, 2]
+    chunks, outcomes = run(worker, 5, [1, 2, 3])
+    assert outcomes == {1: 4}
+    assert chunks[-1].skipped == (0, 2)
     assert worker._processor.seen == [2]
-    assert errors is None
 
 
 def test_skip_after_batch_finished_reports_all_late():
     worker = _Worker(Doubler, (), {})
-    worker.process_batch(1, [1])
+    run(worker, 1, [1])
     assert worker.skip(1, [0]) == [0]
 
 
 def test_skip_during_batch_splits_started_from_not_started():
-    worker = _Worker(Slow, (), {})
+    requests = list("abcdef")
+    started = {r: threading.Event() for r in requests}
+    gates = {r: threading.Event() for r in requests}
+    worker = _Worker(Gated, (started, gates), {})
     outcome = {}
-    thread = threading.Thread(
-        target=lambda: outcome.update(r=worker.process_batch(2, list(range(10))))
-    )
+    thread = threading.Thread(target=lambda: outcome.update(r=run(worker, 2, requests)))
     thread.start()
-    time.sleep(0.12)  # items 0..2 have started
-    late = worker.skip(2, [1, 8, 9])
-    thread.join()
-    (_, skipped), (results, _, _) = outcome["r"]
+    gates["a"].set()
+    assert started["b"].wait(10)  # a done, b under way
+    late = worker.skip(2, [1, 4, 5])
+    for gate in gates.values():
+        gate.set()
+    thread.join(10)
+    chunks, outcomes = outcome["r"]
     assert late == [1]
-    assert results[8] is None and results[9] is None and results[7] == 7
-    assert skipped == [8, 9]
+    assert sorted(outcomes) == [0, 1, 2, 3]
+    assert chunks[-1].skipped == (4, 5)
 
 
 def test_vectorised_process_batch_gets_the_unskipped_requests():
     worker = _Worker(Vectorised, (), {})
     worker.skip(0, [1])
-    _, (results, errors, skipped) = worker.process_batch(0, ["a", "b", "c"])
-    assert results == ["A", None, "C"] and errors is None and skipped == [1]
+    chunks, outcomes = run(worker, 0, ["a", "b", "c"])
+    assert outcomes == {0: "A", 2: "C"} and chunks[-1].skipped == (1,)
 
 
 def test_vectorised_error_fails_the_whole_batch():
@@ -88,11 +186,10 @@ def test_vectorised_error_fails_the_whole_batch():
         def process_batch(self, requests):
             return []
 
-    worker = _Worker(Bad, (), {})
-    _, (results, errors, _) = worker.process_batch(0, ["a", "b"])
-    assert set(errors) == {0, 1}
+    _, outcomes = run(_Worker(Bad, (), {}), 0, ["a", "b"])
+    assert set(outcomes) == {0, 1}
     with pytest.raises(ValueError, match="returned 0 results for 2"):
-        raise errors[0].as_instanceof_cause()
+        raise outcomes[0].as_instanceof_cause()
 
 
 def test_default_process_batch_calls_process_per_item():

@@ -1,0 +1,183 @@
+"""Every message that crosses a process, as a small named record.
+
+::
+
+    client --Submit/Abort-->  Coordinator  --WorkBatch-->  worker
+    client <--News (poll)---  Coordinator  <--OutcomeChunk (streamed)-- worker
+                                           --skip(batch_id, positions)--> worker
+
+User values (requests, results, exceptions) that are not plain strings or numbers travel as
+:class:`Pickled` bytes, made by the process that has the object and opened only by the one
+that uses it. So the Coordinator never unpickles a user's object, and a value that cannot be
+pickled or rebuilt fails its own request, with a clear error, and nothing else.
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "Abort",
+    "Closed",
+    "Failed",
+    "Forgotten",
+    "News",
+    "OutcomeChunk",
+    "Outcomes",
+    "Pickled",
+    "Submit",
+    "PLAIN_TYPES",
+    "WorkBatch",
+    "dump",
+    "load",
+]
+
+# Values of these types travel as they are: they always pickle and unpickle, cheaply.
+PLAIN_TYPES = (str, bytes, int, float, bool, type(None))
+
+
+@dataclass(frozen=True, slots=True)
+class Pickled:
+    """A user's value as pickle bytes; equal bytes stand for equal values (the dedup key of
+    a request that is not plain)."""
+
+    data: bytes
+
+    def load(self) -> Any:
+        """Rebuilds the value (raises whatever unpickling raises)."""
+        return pickle.loads(self.data)
+
+
+def dump(value: Any) -> Any:
+    """Returns ``value`` itself if it is plain, else its :class:`Pickled` form.
+
+    Classes defined in ``__main__`` (a script, a notebook) are pickled by value, as Ray does,
+    so a worker that cannot import them still rebuilds them.
+
+    Raises:
+        Exception: whatever pickling raised.
+    """
+    if type(value) in PLAIN_TYPES:
+        return value
+    try:
+        data = pickle.dumps(value, protocol=5)
+        by_value = b"__main__" in data
+    except Exception:  # a class Ray shipped by value, a lambda: cloudpickle may manage
+        by_value = True
+    if by_value:
+        from ray import cloudpickle
+
+        data = cloudpickle.dumps(value, protocol=5)  # type: ignore[no-untyped-call]
+    return Pickled(data)
+
+
+def load(value: Any) -> Any:
+    """The inverse of :func:`dump`."""
+    return value.load() if type(value) is Pickled else value
+
+
+@dataclass(frozen=True, slots=True)
+class Submit:
+    """Client -> Coordinator: requests to queue.
+
+    Attributes:
+        client: The client's id.
+        epoch: The client's registration (see ``Coordinator.connect``); a submit of an older
+            one is dropped.
+        first_id: The ids ``first_id..last_id`` left the client's outbox with this submit,
+            including those aborted before it left, which it does not carry.
+        last_id: See ``first_id``.
+        ids: The request ids carried.
+        requests: One per id: a plain value or :class:`Pickled`.
+        keys: The dedup key of each (plain or :class:`Pickled`), or None: the request is its
+            own key.
+    """
+
+    client: str
+    epoch: int
+    first_id: int
+    last_id: int
+    ids: list[int]
+    requests: list[Any]
+    keys: list[Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Abort:
+    """Client -> Coordinator: withdraw these requests."""
+
+    client: str
+    epoch: int
+    ids: list[int]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkBatch:
+    """Coordinator -> worker: requests to process in order (plain or :class:`Pickled`)."""
+
+    batch_id: int
+    requests: list[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeChunk:
+    """Worker -> Coordinator, streamed: the outcomes of a few consecutive positions.
+
+    Attributes:
+        batch_id: The batch.
+        positions: The positions finished, in order.
+        results: One per position: the result (plain or :class:`Pickled`), or None where
+            it failed.
+        errors: Index into ``positions`` -> the error (:class:`Pickled`), or None if none.
+        seconds: Time spent processing these positions.
+        final: The last chunk of the batch.
+        skipped: With ``final``: positions never started (aborted, or taken for another
+            worker).
+    """
+
+    batch_id: int
+    positions: list[int]
+    results: list[Any]
+    errors: dict[int, Any] | None
+    seconds: float
+    final: bool = False
+    skipped: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Outcomes:
+    """Coordinator -> client: requests ``ids`` finished; ``results`` and ``errors`` (index
+    into ``ids`` -> error, empty if none failed) as in :class:`OutcomeChunk`."""
+
+    ids: list[int]
+    results: list[Any]
+    errors: dict[int, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """Coordinator -> client: requests ``ids`` failed with ``error`` (e.g. their worker died
+    too often)."""
+
+    ids: list[int]
+    error: BaseException
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    """Coordinator -> client: the service was stopped."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Forgotten:
+    """Coordinator -> client: the coordinator does not know this client (it was silent too
+    long, or this is a new coordinator); it must connect and submit its pending work again."""
+
+    reason: str
+
+
+News = Outcomes | Failed | Closed | Forgotten

@@ -1,0 +1,713 @@
+"""The scheduler: every rule of who runs what, in plain Python with no Ray in it.
+
+The Coordinator actor feeds it events (a client submitted or aborted requests, a worker
+streamed outcomes, a worker died or came back) and performs the actions it returns (send a
+batch, ask a worker for unstarted requests back, cancel a batch). Clients' news collects in
+their mailboxes here, for the Coordinator to hand out on ``poll``. Nothing here blocks or
+sleeps, and time comes from an injected clock, so every rule is unit-tested with fake workers
+and a fake clock (``tests/unit/test_scheduler.py``).
+
+The rules:
+
+- **Dedup.** A request joins an equal one (same key) that is queued or running, from any
+  client; it is forgotten when it finishes, so a later equal request runs again.
+- **Workers compete.** A batch goes to a worker only when it holds none; while every worker
+  is busy and work is queued, each gets its next batch ahead (``PIPELINE_DEPTH``).
+- **A batch is not a unit of ownership.** A worker with nothing to do takes back unstarted
+  requests wherever they wait: all of a batch waiting behind another, or the back half of the
+  unstarted tail of a running one (:class:`TakeBack`).
+- **Outcomes flow as produced.** Each :class:`~raypw.protocol.OutcomeChunk` settles its
+  requests at once; the batch's end only frees its worker.
+- **Retries.** A worker's death counts against every request it held; a request charged once
+  goes alone to a worker holding nothing else, so later deaths are charged exactly; past
+  ``max_retries`` it fails with :class:`~raypw.WorkerDiedError`.
+- **Aborts** are order-independent: an abort that overtakes its submit is kept until the
+  submit lands, and an id is "finished already" only if a submit covering it has arrived.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any
+
+from raypw.batching import BatchSizer
+from raypw.errors import WorkerDiedError
+from raypw.protocol import (
+    Abort,
+    Failed,
+    Forgotten,
+    News,
+    OutcomeChunk,
+    Outcomes,
+    Pickled,
+    Submit,
+    WorkBatch,
+)
+
+__all__ = ["Cancel", "Dispatch", "Scheduler", "Skip", "TakeBack"]
+
+# Batches a worker holds at most: the one it runs and the next, sent while the first runs.
+PIPELINE_DEPTH = 2
+
+Subscriber = tuple[str, int]  # (client id, request id)
+
+
+# -- actions -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatch:
+    """Send ``batch`` to ``worker``; feed its chunks back with :meth:`Scheduler.chunk`."""
+
+    worker: int
+    batch: WorkBatch
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    """Ask ``worker`` not to start ``positions`` of ``batch_id`` (aborted); answer with
+    :meth:`Scheduler.skipped`."""
+
+    worker: int
+    batch_id: int
+    positions: list[int]
+
+
+@dataclass(frozen=True, slots=True)
+class TakeBack:
+    """Ask ``worker`` for ``positions`` of ``batch_id`` back (for an idle worker); answer with
+    :meth:`Scheduler.taken_back`."""
+
+    worker: int
+    batch_id: int
+    positions: list[int]
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    """``ray.cancel`` the batch: nobody waits for anything it still runs."""
+
+    worker: int
+    batch_id: int
+
+
+Action = Dispatch | Skip | TakeBack | Cancel
+
+
+# -- state ---------------------------------------------------------------------------------
+
+
+class _Item:
+    """One distinct pending request and the (client, request id) pairs waiting for it."""
+
+    __slots__ = ("attempts", "batch", "key", "position", "request", "subscribers")
+
+    def __init__(self, key: Hashable, request: Any, subscriber: Subscriber) -> None:
+        self.key = key
+        self.request = request
+        self.subscribers: list[Subscriber] = [subscriber]
+        self.batch: _Batch | None = None  # set while dispatched
+        self.position = -1
+        self.attempts = 0  # times a worker died while it held this request
+
+
+class _Batch:
+    """A batch sent to a worker."""
+
+    __slots__ = (
+        "batch_id",
+        "behind",
+        "chunks",
+        "items",
+        "reported",
+        "sent_at",
+        "started_upto",
+        "suspect",
+        "taking_for",
+        "worker",
+    )
+
+    def __init__(
+        self, batch_id: int, worker: int, items: list[_Item], behind: bool, now: float
+    ) -> None:
+        self.batch_id = batch_id
+        self.worker = worker
+        self.items = items
+        self.behind = behind  # sent while the worker ran another batch
+        self.sent_at = now
+        self.chunks = 0
+        self.reported = 0  # positions finished so far (chunks arrive in position order)
+        self.started_upto = -1  # highest position known to have started
+        self.taking_for = -1  # the idle worker a TakeBack of this batch is out for
+        self.suspect = any(item.attempts for item in items)
+
+    def owns(self, item: _Item) -> bool:
+        return item.batch is self
+
+    def live(self) -> bool:
+        """True while a client still waits for an item this batch holds."""
+        return any(item.subscribers for item in self.items if item.batch is self)
+
+    def unstarted(self) -> list[int]:
+        """Positions this batch still holds that may not have started."""
+        first = max(self.reported, self.started_upto + 1)
+        if self.chunks:  # running: the first unreported position is probably under way
+            first = max(first, self.reported + 1)
+        return [
+            p
+            for p in range(first, len(self.items))
+            if self.items[p].batch is self and self.items[p].subscribers
+        ]
+
+
+class _Worker:
+    __slots__ = ("alive", "batches", "index", "up")
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.up = False  # True once started; False while Ray restarts it
+        self.alive = True  # False once it is gone for good
+        self.batches: deque[_Batch] = deque()
+
+
+class _Client:
+    """What the scheduler knows of one client (one program's connection)."""
+
+    __slots__ = ("early_aborts", "epoch", "items", "left", "mail", "polling", "seen", "spans")
+
+    def __init__(self, epoch: int, now: float) -> None:
+        self.epoch = epoch
+        self.items: dict[int, _Item] = {}
+        self.mail: list[News] = []
+        self.seen = now
+        self.polling = 0
+        self.left = False  # gone, but its requests are still processed (results dropped)
+        self.early_aborts: set[int] = set()
+        # Id spans received from this client: (first, last), merged, ascending.
+        self.spans: list[tuple[int, int]] = []
+
+    def receive(self, first: int, last: int) -> None:
+        spans = self.spans
+        spans.append((first, last))
+        spans.sort()
+        merged = [spans[0]]
+        for low, high in spans[1:]:
+            if low <= merged[-1][1] + 1:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], high))
+            else:
+                merged.append((low, high))
+        self.spans = merged
+
+    def received(self, request_id: int) -> bool:
+        return any(low <= request_id <= high for low, high in self.spans)
+
+
+class Scheduler:
+    """The queue, dedup, dispatch, take-back, retry and abort rules of one service.
+
+    Args:
+        workers: Number of workers, indexed from 0.
+        sizer: Chooses batch sizes from measured costs.
+        max_retries: Times a request is dispatched again after its worker died.
+        clock: Seconds, monotonic (``time.monotonic`` by default; a fake one in tests).
+    """
+
+    def __init__(
+        self,
+        workers: int,
+        sizer: BatchSizer,
+        max_retries: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._sizer = sizer
+        self._max_retries = max_retries
+        self._clock = clock
+        self._workers = [_Worker(index) for index in range(workers)]
+        self._queue: deque[_Item] = deque()
+        self._queued = 0  # live items in the queue (aborted ones stay until taken)
+        self._by_key: dict[Hashable, _Item] = {}
+        self._batches: dict[int, _Batch] = {}
+        self._clients: dict[str, _Client] = {}
+        self._next_batch_id = 0
+        self._next_epoch = 0
+        self.processed = 0
+        self.deduplicated = 0
+        self.worker_restarts = 0
+        self.dead: BaseException | None = None  # set once no worker is left
+        self.woken: set[str] = set()  # clients with new mail since the shell last looked
+
+    def workers_started(self) -> list[Action]:
+        """Every worker is built: work may go out."""
+        for worker in self._workers:
+            worker.up = True
+        return self.fill()
+
+    def has_batch(self, batch_id: int) -> bool:
+        """True while the batch is out (not ended, not requeued after its worker died)."""
+        return batch_id in self._batches
+
+    def mail_waiting(self) -> bool:
+        """True while some client has news it has not collected."""
+        return any(state.mail for state in self._clients.values())
+
+    # -- clients -------------------------------------------------------------------------
+
+    def connect(self, client: str) -> tuple[int, list[Action]]:
+        """Registers a client (anew: what it had pending here is withdrawn, since it
+        submits it again); returns its epoch and the actions to perform."""
+        actions = self.disconnect(client) if client in self._clients else []
+        self._next_epoch += 1
+        self._clients[client] = _Client(self._next_epoch, self._clock())
+        return self._next_epoch, actions
+
+    def disconnect(self, client: str) -> list[Action]:
+        """Forgets a client and withdraws whatever it still waits for."""
+        state = self._clients.get(client)
+        if state is None:
+            return []
+        actions = self._withdraw(client, list(state.items))
+        del self._clients[client]
+        self.woken.add(client)
+        return actions
+
+    def leave(self, client: str) -> None:
+        """Forgets a client but keeps its requests: each is still processed, once, and its
+        result dropped (a program exited while a detached service held its work)."""
+        state = self._clients.get(client)
+        if state is None:
+            return
+        if state.items:
+            state.left = True
+            state.mail.clear()
+        else:
+            del self._clients[client]
+        self.woken.add(client)
+
+    def knows(self, client: str) -> bool:
+        state = self._clients.get(client)
+        return state is not None and not state.left
+
+    def take_mail(self, client: str) -> list[News]:
+        """Returns and clears a client's news; a client not known here is told so."""
+        state = self._clients.get(client)
+        if state is None or state.left:
+            return [
+                Forgotten(
+                    "this service does not know the client (silent too long, or a new coordinator)"
+                )
+            ]
+        state.seen = self._clock()
+        mail, state.mail = state.mail, []
+        return mail
+
+    def polling(self, client: str, delta: int) -> None:
+        """Counts the polls a client has waiting (a waiting client is not silent)."""
+        state = self._clients.get(client)
+        if state is not None:
+            state.polling += delta
+            state.seen = self._clock()
+
+    def silent_clients(self, timeout: float) -> list[str]:
+        """Clients with no poll waiting and none for ``timeout`` seconds (a killed program)."""
+        now = self._clock()
+        return [
+            client
+            for client, state in self._clients.items()
+            if not state.left and state.polling == 0 and now - state.seen > timeout
+        ]
+
+    def close_all(self, news: News) -> None:
+        """Posts ``news`` to every client."""
+        for client in self._clients:
+            self._post(client, news)
+
+    @property
+    def clients(self) -> int:
+        return sum(1 for state in self._clients.values() if not state.left)
+
+    # -- requests ------------------------------------------------------------------------
+
+    def submit(self, message: Submit) -> list[Action]:
+        """Queues a client's requests. A submit of an unknown client or an old epoch is
+        dropped: that client learns from its next poll to connect and submit again."""
+        state = self._clients.get(message.client)
+        if state is None or state.left or state.epoch != message.epoch:
+            return []
+        state.receive(message.first_id, message.last_id)
+        early = state.early_aborts
+        by_key = self._by_key
+        keys = message.keys
+        mine = state.items
+        client = message.client
+        for index, request_id in enumerate(message.ids):
+            if early and request_id in early:
+                early.discard(request_id)
+                continue
+            if request_id in mine:
+                continue  # sent twice (a hand-back raced the original)
+            request = message.requests[index]
+            key = request if keys is None else keys[index]
+            item = by_key.get(key)
+            if item is None:
+                item = by_key[key] = _Item(key, request, (client, request_id))
+                self._queue.append(item)
+                self._queued += 1
+            else:
+                item.subscribers.append((client, request_id))
+                self.deduplicated += 1
+            mine[request_id] = item
+        if self.dead is not None:
+            self._fail_queue(self.dead)
+            return []
+        return self.fill()
+
+    def abort(self, message: Abort) -> list[Action]:
+        """Withdraws a client's requests: queued ones are dropped, dispatched ones nobody
+        else waits for are skipped by their worker (:class:`Skip`)."""
+        state = self._clients.get(message.client)
+        if state is None or state.epoch != message.epoch:
+            return []
+        return self._withdraw(message.client, message.ids)
+
+    def _withdraw(self, client: str, ids: list[int]) -> list[Action]:
+        state = self._clients[client]
+        orphaned: dict[int, list[int]] = {}
+        for request_id in ids:
+            item = state.items.pop(request_id, None)
+            if item is None:
+                if not state.received(request_id):
+                    state.early_aborts.add(request_id)  # its submit is still on the way
+                continue  # else finished already
+            item.subscribers.remove((client, request_id))
+            if item.subscribers:
+                continue
+            if self._by_key.get(item.key) is item:
+                del self._by_key[item.key]  # an equal request queued later runs anew
+            batch = item.batch
+            if batch is None:
+                self._queued -= 1  # stays in the deque; _take drops it
+            else:
+                orphaned.setdefault(batch.batch_id, []).append(item.position)
+        return [
+            Skip(self._batches[batch_id].worker, batch_id, positions)
+            for batch_id, positions in orphaned.items()
+        ]
+
+    def skipped(self, batch_id: int, late: list[int]) -> list[Action]:
+        """A worker answered a :class:`Skip`: ``late`` positions had started already."""
+        batch = self._batches.get(batch_id)
+        if batch is None:
+            return []
+        if late:
+            batch.started_upto = max(batch.started_upto, max(late))
+            if not batch.live():
+                return [Cancel(batch.worker, batch_id)]
+        return []
+
+    # -- dispatch ------------------------------------------------------------------------
+
+    def fill(self) -> list[Action]:
+        """Gives work to every worker that should have some: an idle worker a batch from
+        the queue, or else unstarted requests taken back from a busy one; and, while no
+        worker is idle and work is queued, each busy worker its next batch."""
+        actions: list[Action] = []
+        up = [w for w in self._workers if w.up]
+        for worker in up:
+            if not worker.batches:
+                self._send(worker, actions)
+        if not self._queued:
+            for worker in up:
+                if not worker.batches:
+                    self._take_back_for(worker, actions)
+            return actions
+        if all(worker.batches for worker in up):
+            for worker in up:
+                if len(worker.batches) < PIPELINE_DEPTH and not worker.batches[-1].suspect:
+                    self._send(worker, actions)
+        return actions
+
+    def _send(self, worker: _Worker, actions: list[Action]) -> None:
+        size = self._sizer.next_size(self._queued, sum(1 for w in self._workers if w.up))
+        items = self._take(size, alone_ok=not worker.batches)
+        if items:
+            actions.append(self._dispatch(worker, items))
+
+    def _dispatch(self, worker: _Worker, items: list[_Item]) -> Dispatch:
+        batch_id = self._next_batch_id
+        self._next_batch_id += 1
+        batch = _Batch(batch_id, worker.index, items, bool(worker.batches), self._clock())
+        for position, item in enumerate(items):
+            item.batch = batch
+            item.position = position
+        worker.batches.append(batch)
+        self._batches[batch_id] = batch
+        return Dispatch(worker.index, WorkBatch(batch_id, [i.request for i in items]))
+
+    def _take(self, size: int, alone_ok: bool) -> list[_Item]:
+        """Removes up to ``size`` live items from the front of the queue. A request whose
+        worker died before goes alone, and only to a worker holding nothing else."""
+        taken: list[_Item] = []
+        queue = self._queue
+        while queue and len(taken) < size:
+            item = queue[0]
+            if not item.subscribers:
+                queue.popleft()
+                continue
+            if item.attempts and (taken or not alone_ok):
+                break
+            queue.popleft()
+            taken.append(item)
+            if item.attempts:
+                break
+        self._queued -= len(taken)
+        return taken
+
+    def _take_back_for(self, idle: _Worker, actions: list[Action]) -> None:
+        """Asks the busiest holder of unstarted work to hand some back for ``idle``."""
+        if any(b.taking_for == idle.index for b in self._batches.values()):
+            return  # one request at a time per idle worker
+        best: tuple[int, _Batch, list[int]] | None = None
+        for worker in self._workers:
+            if worker is idle or not worker.up:
+                continue
+            for batch in worker.batches:
+                if batch.taking_for >= 0:
+                    continue
+                unstarted = batch.unstarted()
+                if unstarted and (best is None or len(unstarted) > best[0]):
+                    best = (len(unstarted), batch, unstarted)
+        if best is None:
+            return
+        _, batch, unstarted = best
+        running = batch is self._workers[batch.worker].batches[0] and (
+            batch.chunks or batch.started_upto >= 0
+        )
+        if running:
+            unstarted = unstarted[len(unstarted) // 2 :]  # the back half: both keep working
+        batch.taking_for = idle.index
+        actions.append(TakeBack(batch.worker, batch.batch_id, unstarted))
+
+    def taken_back(self, batch_id: int, positions: list[int], late: list[int]) -> list[Action]:
+        """A worker answered a :class:`TakeBack`: every position asked for but ``late`` is
+        released to the queue's front; ``late`` ones had started and stay."""
+        batch = self._batches.get(batch_id)
+        if batch is None:
+            return self.fill()  # it ended meanwhile; its worker's news settled it
+        idle = self._workers[batch.taking_for]
+        batch.taking_for = -1
+        if late:
+            batch.started_upto = max(batch.started_upto, max(late))
+        stay = set(late)
+        back = [
+            batch.items[p] for p in positions if p not in stay and batch.items[p].batch is batch
+        ]
+        actions: list[Action] = []
+        if back and idle.up and not idle.batches:
+            actions.append(self._dispatch(idle, back))  # straight to the worker that asked
+        else:
+            self._requeue(back)
+        return actions + self.fill()
+
+    # -- outcomes ------------------------------------------------------------------------
+
+    def chunk(self, worker: int, chunk: OutcomeChunk) -> list[Action]:
+        """Settles the requests of a streamed chunk; at the batch's end frees its worker."""
+        batch = self._batches.get(chunk.batch_id)
+        if batch is None:
+            return []  # its worker died meanwhile: the batch was requeued or failed
+        if not batch.chunks and not batch.behind:
+            overhead = self._clock() - batch.sent_at - chunk.seconds
+            self._sizer.record(chunk.seconds, len(chunk.positions), overhead)
+        else:
+            self._sizer.record(chunk.seconds, len(chunk.positions))
+        batch.chunks += 1
+        if chunk.positions:
+            batch.reported = chunk.positions[-1] + 1
+            batch.started_upto = max(batch.started_upto, chunk.positions[-1])
+        self.processed += len(chunk.positions)
+        news: dict[str, Outcomes] = {}
+        errors = chunk.errors
+        items = batch.items
+        for index, position in enumerate(chunk.positions):
+            item = items[position]
+            if item.batch is not batch:
+                continue  # taken back for another worker
+            error = errors.get(index) if errors else None
+            result = chunk.results[index]
+            for client, request_id in item.subscribers:
+                outcomes = news.get(client)
+                if outcomes is None:
+                    outcomes = news[client] = Outcomes([], [], {})
+                if error is not None:
+                    outcomes.errors[len(outcomes.ids)] = error
+                outcomes.ids.append(request_id)
+                outcomes.results.append(result)
+            self._finish(item)
+        for client, outcomes in news.items():
+            self._post(client, outcomes)
+        if chunk.final:
+            return self._end(batch)
+        return []
+
+    def batch_failed(self, batch_id: int, error: BaseException, retry: bool) -> list[Action]:
+        """A batch ended without its outcomes: raypw's own worker code failed (``retry``
+        False: its requests fail with ``error``), or its outcomes were lost (``retry``: they
+        go again, charged as a death)."""
+        batch = self._batches.get(batch_id)
+        if batch is None:
+            return []
+        held = [item for item in batch.items if item.batch is batch and item.subscribers]
+        if retry:
+            self._charge(held, error)
+        else:
+            self._fail(held, error)
+        return self._end(batch)
+
+    def _end(self, batch: _Batch) -> list[Action]:
+        del self._batches[batch.batch_id]
+        worker = self._workers[batch.worker]
+        if batch in worker.batches:
+            worker.batches.remove(batch)
+        for item in batch.items:
+            if item.batch is batch:  # skipped: aborted (no subscribers) or never started
+                item.batch = None
+                if item.subscribers:
+                    self._requeue([item])
+        return self.fill()
+
+    def _finish(self, item: _Item) -> None:
+        """Forgets a finished item: a later equal request runs again."""
+        if self._by_key.get(item.key) is item:
+            del self._by_key[item.key]
+        item.batch = None
+        clients = self._clients
+        for client, request_id in item.subscribers:
+            state = clients.get(client)
+            if state is not None:
+                state.items.pop(request_id, None)
+                if state.left and not state.items:
+                    del clients[client]
+        item.subscribers = []
+
+    # -- workers -------------------------------------------------------------------------
+
+    def worker_died(self, worker: int, cause: BaseException) -> list[Action]:
+        """Requeues what a dead worker held (Ray restarts it), failing the requests out of
+        retries. Call :meth:`worker_back` or :meth:`worker_gone` later."""
+        state = self._workers[worker]
+        if not state.up:
+            return []
+        state.up = False
+        held: list[_Item] = []
+        for batch in state.batches:
+            held.extend(item for item in batch.items if item.batch is batch and item.subscribers)
+            for item in batch.items:
+                if item.batch is batch:
+                    item.batch = None
+            del self._batches[batch.batch_id]
+        state.batches.clear()
+        self.worker_restarts += 1
+        self._charge(held, cause)
+        return self.fill()
+
+    def worker_back(self, worker: int) -> list[Action]:
+        """A dead worker was restarted and takes work again."""
+        self._workers[worker].up = True
+        return self.fill()
+
+    def worker_gone(self, worker: int, cause: BaseException) -> list[Action]:
+        """A worker is gone for good. With none left, everything queued fails."""
+        state = self._workers[worker]
+        actions = self.worker_died(worker, cause) if state.up else []
+        state.alive = False
+        if not any(w.alive for w in self._workers):
+            self._fail_queue(WorkerDiedError(f"every worker of the service died; last: {cause}"))
+        return actions
+
+    def _charge(self, items: list[_Item], cause: BaseException) -> None:
+        """Counts a death against each item; requeues those with retries left."""
+        again: list[_Item] = []
+        spent: list[_Item] = []
+        for item in items:
+            item.batch = None
+            item.attempts += 1
+            (spent if item.attempts > self._max_retries else again).append(item)
+        for item in spent:
+            self._fail(
+                [item],
+                WorkerDiedError(
+                    f"{_describe(item.request)} was in process when its worker died, "
+                    f"{item.attempts} times (max_retries={self._max_retries}); last: "
+                    f"{type(cause).__name__}",
+                    request=item.request,
+                    attempts=item.attempts,
+                ),
+            )
+        self._requeue(again)
+
+    def _requeue(self, items: list[_Item]) -> None:
+        """Puts items back at the front of the queue, in order."""
+        for item in reversed(items):
+            if item.subscribers:
+                item.batch = None
+                item.position = -1
+                self._queue.appendleft(item)
+                self._queued += 1
+
+    def _fail_queue(self, error: BaseException) -> None:
+        """Fails everything queued: no worker is left to run it."""
+        self.dead = error
+        items = [item for item in self._queue if item.subscribers and item.batch is None]
+        self._queue.clear()
+        self._queued = 0
+        self._fail(items, error)
+
+    def _fail(self, items: list[_Item], error: BaseException) -> None:
+        news: dict[str, list[int]] = {}
+        for item in items:
+            for client, request_id in item.subscribers:
+                news.setdefault(client, []).append(request_id)
+            self._finish(item)
+        for client, ids in news.items():
+            self._post(client, Failed(ids, error))
+
+    def _post(self, client: str, news: News) -> None:
+        state = self._clients.get(client)
+        if state is None or state.left:
+            return
+        state.mail.append(news)
+        self.woken.add(client)
+
+    # -- status --------------------------------------------------------------------------
+
+    @property
+    def queued(self) -> int:
+        return self._queued
+
+    @property
+    def running(self) -> int:
+        return sum(
+            1
+            for batch in self._batches.values()
+            for item in batch.items
+            if item.batch is batch and item.subscribers
+        )
+
+    @property
+    def workers_up(self) -> int:
+        return sum(1 for w in self._workers if w.up)
+
+    @property
+    def workers_alive(self) -> int:
+        return sum(1 for w in self._workers if w.alive)
+
+
+def _describe(request: Any, limit: int = 80) -> str:
+    """The request for an error message (the Coordinator never unpickles a request)."""
+    if isinstance(request, Pickled):
+        return "the request"
+    text = repr(request)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

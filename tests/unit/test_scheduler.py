@@ -1,0 +1,431 @@
+"""The scheduler's rules, without Ray: fake workers and a fake clock.
+
+A :class:`Pool` plays the Coordinator: it performs the scheduler's actions on fake workers
+that run nothing until the test says which positions finish.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from raypw.batching import BatchSizer
+from raypw.errors import WorkerDiedError
+from raypw.protocol import Abort, Failed, Forgotten, OutcomeChunk, Outcomes, Submit
+from raypw.scheduler import Cancel, Dispatch, Scheduler, Skip, TakeBack
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Pool:
+    """A scheduler with fake workers. ``batches[w]`` lists the batches worker w holds."""
+
+    def __init__(self, workers: int = 2, max_retries: int = 3, timed: int = 1_000_000) -> None:
+        self.clock = Clock()
+        sizer = BatchSizer(target_batch_seconds=0.02, max_batch_size=1000)
+        sizer.timed = timed  # most tests start with a sizer that has seen enough
+        sizer.seconds_per_request = 0.001  # 20 per batch at most
+        self.scheduler = Scheduler(workers, sizer, max_retries, clock=self.clock)
+        self.batches: dict[int, list] = {w: [] for w in range(workers)}
+        self.started: dict[int, int] = {}  # batch id -> highest position started
+        self.skips: list[Skip] = []
+        self.take_backs: list[TakeBack] = []
+        self.cancels: list[Cancel] = []
+        self.epochs: dict[str, int] = {}
+        self.next_id: dict[str, int] = {}
+        self.act(self.scheduler.workers_started())
+
+    def act(self, actions) -> None:
+        for action in actions:
+            if isinstance(action, Dispatch):
+                self.batches[action.worker].append(action.batch)
+            elif isinstance(action, Skip):
+                self.skips.append(action)
+            elif isinstance(action, TakeBack):
+                self.take_backs.append(action)
+            elif isinstance(action, Cancel):
+                self.cancels.append(action)
+
+    def connect(self, client: str) -> None:
+        epoch, actions = self.scheduler.connect(client)
+        self.epochs[client] = epoch
+        self.next_id.setdefault(client, 1)
+        self.act(actions)
+
+    def submit(self, client: str, requests, keys=None) -> list[int]:
+        first = self.next_id[client]
+        ids = list(range(first, first + len(requests)))
+        self.next_id[client] = first + len(requests)
+        message = Submit(client, self.epochs[client], first, ids[-1], ids, list(requests), keys)
+        self.act(self.scheduler.submit(message))
+        return ids
+
+    def requests(self, worker: int) -> list[list]:
+        return [batch.requests for batch in self.batches[worker]]
+
+    def finish(self, worker: int, count: int | None = None, final: bool = True, seconds=0.001):
+        """The worker's oldest batch reports its next ``count`` positions (all by default)."""
+        batch = self.batches[worker][0]
+        start = self.started.get(batch.batch_id, -1) + 1
+        end = len(batch.requests) if count is None else start + count
+        positions = list(range(start, end))
+        self.started[batch.batch_id] = end - 1
+        chunk = OutcomeChunk(
+            batch.batch_id,
+            positions,
+            [f"{batch.requests[p]}!" for p in positions],
+            None,
+            seconds * len(positions),
+            final=final,
+        )
+        if final:
+            self.batches[worker].pop(0)
+        self.act(self.scheduler.chunk(worker, chunk))
+
+    def end_skipping(self, worker: int, batch_index: int, skipped: tuple[int, ...]) -> None:
+        """The worker's batch ends without running ``skipped`` positions."""
+        batch = self.batches[worker].pop(batch_index)
+        start = self.started.get(batch.batch_id, -1) + 1
+        positions = [p for p in range(start, len(batch.requests)) if p not in skipped]
+        chunk = OutcomeChunk(
+            batch.batch_id,
+            positions,
+            [f"{batch.requests[p]}!" for p in positions],
+            None,
+            0.001,
+            final=True,
+            skipped=skipped,
+        )
+        self.act(self.scheduler.chunk(worker, chunk))
+
+    def mail(self, client: str) -> list:
+        return self.scheduler.take_mail(client)
+
+    def results(self, client: str) -> dict[int, object]:
+        found: dict[int, object] = {}
+        for news in self.mail(client):
+            if isinstance(news, Outcomes):
+                found.update(zip(news.ids, news.results, strict=True))
+            elif isinstance(news, Failed):
+                found.update(dict.fromkeys(news.ids, news.error))
+        return found
+
+
+@pytest.fixture
+def pool() -> Pool:
+    made = Pool()
+    made.connect("a")
+    return made
+
+
+# -- dedup ---------------------------------------------------------------------------------
+
+
+def test_equal_requests_from_all_clients_run_once_and_reach_every_client(pool):
+    pool.connect("b")
+    a_ids = pool.submit("a", ["x", "y"])
+    b_ids = pool.submit("b", ["x"])
+    assert pool.scheduler.deduplicated == 1
+    pool.finish(0)
+    pool.finish(1)
+    assert pool.results("a") == {a_ids[0]: "x!", a_ids[1]: "y!"}
+    assert pool.results("b") == {b_ids[0]: "x!"}
+
+
+def test_keys_decide_equality_when_given(pool):
+    pool.submit("a", ["r1", "r2"], keys=[1, 1])
+    assert pool.scheduler.deduplicated == 1
+
+
+def test_a_finished_request_is_forgotten_so_an_equal_one_runs_again(pool):
+    pool.submit("a", ["x"])
+    pool.finish(0)
+    pool.submit("a", ["x"])
+    assert pool.scheduler.deduplicated == 0
+    assert pool.requests(0) == [["x"]]
+
+
+# -- dispatch ------------------------------------------------------------------------------
+
+
+def test_a_batch_goes_only_to_a_worker_that_holds_none_while_one_is_idle():
+    pool = Pool(workers=2)
+    pool.connect("a")
+    pool.submit("a", ["x"])
+    assert pool.requests(0) == [["x"]] and pool.requests(1) == []
+    pool.submit("a", ["y"])
+    assert pool.requests(1) == [["y"]]  # the idle worker, not behind x
+
+
+def test_busy_workers_get_their_next_batch_ahead_while_work_is_queued(pool):
+    pool.submit("a", [f"r{i}" for i in range(100)])
+    assert [len(pool.batches[w]) for w in (0, 1)] == [2, 2]
+
+
+def test_the_first_batches_stay_small_until_requests_were_timed():
+    pool = Pool(workers=2, timed=0)
+    pool.connect("a")
+    pool.submit("a", ["warm-up"])
+    pool.finish(0, seconds=0.0001)  # a cheap warm-up teaches "cheap"
+    pool.submit("a", ["slow1", "slow2", "slow3", "slow4"])
+    # One request timed so far: one per batch, whatever it cost.
+    assert pool.requests(0) == [["slow1"], ["slow3"]]
+    assert pool.requests(1) == [["slow2"], ["slow4"]]
+
+
+def test_a_request_whose_worker_died_goes_alone_to_a_worker_holding_nothing_else(pool):
+    pool.submit("a", ["p", "q"])
+    assert pool.requests(0) == [["p"]] and pool.requests(1) == [["q"]]
+    pool.act(pool.scheduler.worker_died(0, RuntimeError("killed")))
+    pool.batches[0].clear()
+    assert pool.requests(1) == [["q"]]  # p waits: it may not queue behind q
+    pool.finish(1)
+    assert pool.requests(1) == [["p"]]  # alone
+    pool.submit("a", ["r"])
+    assert pool.requests(1) == [["p"]]  # and nothing is sent behind it
+    pool.act(pool.scheduler.worker_back(0))
+    assert pool.requests(0) == [["r"]]
+
+
+# -- take-back -----------------------------------------------------------------------------
+
+
+def test_an_idle_worker_takes_a_batch_waiting_behind_another_whole(pool):
+    pool.submit("a", [f"r{i}" for i in range(40)])
+    running, behind = pool.batches[0]
+    pool.finish(0, count=len(running.requests) - 1, final=False)  # on its last request
+    while pool.batches[1]:
+        pool.finish(1)  # worker 1 runs out of work
+    assert pool.take_backs == [TakeBack(0, behind.batch_id, list(range(len(behind.requests))))]
+    pool.act(pool.scheduler.taken_back(behind.batch_id, pool.take_backs[0].positions, late=[]))
+    assert pool.requests(1) == [behind.requests]  # the idle worker runs them now
+
+
+def test_a_hung_head_frees_every_unstarted_request_of_its_batch():
+    pool = Pool(workers=2)
+    pool.connect("a")
+    ids = pool.submit("a", ["hang"] + [f"r{i}" for i in range(19)])
+    hung = pool.batches[0][0]
+    assert hung.requests[0] == "hang" and len(hung.requests) > 1
+    for _ in range(100):  # worker 1 keeps working; worker 0 never gets past "hang"
+        if pool.batches[1]:
+            pool.finish(1)
+        elif pool.take_backs:
+            take = pool.take_backs.pop(0)
+            late = [0] if take.batch_id == hung.batch_id else []
+            pool.act(pool.scheduler.taken_back(take.batch_id, take.positions, late))
+        else:
+            break
+    done = pool.results("a")
+    assert set(done) == set(ids) - {ids[0]}  # all but the hung one finished
+    assert pool.scheduler.running == 1
+
+
+def test_a_running_batch_gives_back_the_back_half_of_its_unstarted_tail(pool):
+    pool.submit("a", [f"r{i}" for i in range(16)])
+    running, _ = pool.batches[0]
+    assert len(running.requests) == 8
+    pool.finish(0, count=1, final=False)  # running: position 0 reported, 1 under way
+    while pool.batches[1]:
+        pool.finish(1)
+    # Unstarted: 2..7 here, against the 2 of the batch behind it: the back half of 2..7.
+    assert pool.take_backs == [TakeBack(0, running.batch_id, [5, 6, 7])]
+
+
+def test_a_take_back_whose_positions_had_started_moves_nothing(pool):
+    pool.submit("a", ["x", "y"])
+    batch = pool.batches[0][0]
+    pool.act(pool.scheduler.taken_back(batch.batch_id, [0], late=[0]))
+    assert pool.scheduler.queued == 0
+
+
+# -- outcomes ------------------------------------------------------------------------------
+
+
+def test_outcomes_of_a_chunk_reach_clients_before_the_batch_ends(pool):
+    ids = pool.submit("a", [f"r{i}" for i in range(10)])
+    batch = pool.batches[0][0]
+    pool.finish(0, count=2, final=False)
+    assert pool.results("a") == {ids[0]: f"{batch.requests[0]}!", ids[1]: f"{batch.requests[1]}!"}
+
+
+def test_a_failed_position_fails_only_its_own_request():
+    pool = Pool(workers=1)
+    pool.connect("a")
+    ids = pool.submit("a", ["good", "bad"])
+    batch = pool.batches[0][0]
+    chunk = OutcomeChunk(batch.batch_id, [0, 1], ["ok", None], {1: "boom"}, 0.01, final=True)
+    pool.act(pool.scheduler.chunk(0, chunk))
+    (news,) = pool.mail("a")
+    assert news.ids == ids and news.results == ["ok", None] and news.errors == {1: "boom"}
+
+
+def test_positions_a_batch_ended_without_running_go_back_to_the_queue():
+    pool = Pool(workers=1)
+    pool.connect("a")
+    ids = pool.submit("a", ["x", "y", "z"])
+    assert pool.requests(0) == [["x", "y", "z"]]
+    pool.end_skipping(0, 0, skipped=(2,))  # z never ran, and nobody aborted it
+    assert pool.requests(0) == [["z"]]
+    pool.finish(0)
+    assert set(pool.results("a")) == set(ids)
+
+
+# -- retries -------------------------------------------------------------------------------
+
+
+def test_a_death_is_charged_to_every_request_the_worker_held_and_they_go_again(pool):
+    ids = pool.submit("a", ["x"])
+    pool.act(pool.scheduler.worker_died(0, RuntimeError("killed")))
+    pool.batches[0].clear()
+    assert pool.requests(1) == [["x"]]
+    pool.finish(1)
+    assert pool.results("a") == {ids[0]: "x!"}
+
+
+def test_a_request_past_its_retry_budget_fails_with_worker_died_error():
+    pool = Pool(workers=1, max_retries=1)
+    pool.connect("a")
+    ids = pool.submit("a", ["poison"])
+    for _ in range(2):
+        pool.act(pool.scheduler.worker_died(0, RuntimeError("killed")))
+        pool.batches[0].clear()
+        pool.act(pool.scheduler.worker_back(0))
+    (error,) = pool.results("a").values()
+    assert isinstance(error, WorkerDiedError) and error.attempts == 2
+    assert pool.requests(0) == []
+    assert ids
+
+
+def test_when_no_worker_is_left_every_queued_request_fails():
+    pool = Pool(workers=1, max_retries=5)
+    pool.connect("a")
+    ids = pool.submit("a", [f"r{i}" for i in range(50)])
+    pool.act(pool.scheduler.worker_died(0, RuntimeError("killed")))  # all charged once
+    pool.batches[0].clear()
+    pool.act(pool.scheduler.worker_gone(0, RuntimeError("gone")))
+    failed = pool.results("a")
+    assert set(failed) == set(ids)
+    assert all(isinstance(e, WorkerDiedError) for e in failed.values())
+
+
+def test_outcomes_of_a_batch_whose_worker_died_are_ignored(pool):
+    pool.submit("a", ["x"])
+    batch = pool.batches[0][0]
+    pool.act(pool.scheduler.worker_died(0, RuntimeError("killed")))
+    chunk = OutcomeChunk(batch.batch_id, [0], ["late"], None, 0.01, final=True)
+    assert pool.scheduler.chunk(0, chunk) == []
+
+
+# -- aborts --------------------------------------------------------------------------------
+
+
+def test_an_aborted_queued_request_is_never_dispatched():
+    pool = Pool(workers=1)
+    pool.connect("a")
+    ids = pool.submit("a", ["x"] + [f"r{i}" for i in range(100)])
+    pool.act(pool.scheduler.abort(Abort("a", pool.epochs["a"], [ids[-1]])))
+    while pool.batches[0]:
+        pool.finish(0)
+    sent = [r for batch in pool.requests(0) for r in batch]
+    assert "r99" not in sent
+    assert ids[-1] not in pool.results("a")
+
+
+def test_aborting_a_dispatched_request_asks_its_worker_to_skip_it(pool):
+    ids = pool.submit("a", ["x", "y"])
+    batch = pool.batches[0][0]
+    pool.act(pool.scheduler.abort(Abort("a", pool.epochs["a"], [ids[0]])))
+    assert pool.skips == [Skip(0, batch.batch_id, [0])]
+
+
+def test_a_batch_nobody_waits_for_is_cancelled_once_what_runs_is_unwanted(pool):
+    ids = pool.submit("a", ["x"])
+    batch = pool.batches[0][0]
+    pool.act(pool.scheduler.abort(Abort("a", pool.epochs["a"], ids)))
+    pool.act(pool.scheduler.skipped(batch.batch_id, late=[0]))
+    assert pool.cancels == [Cancel(0, batch.batch_id)]
+
+
+def test_abort_keeps_a_request_another_client_still_waits_for(pool):
+    pool.connect("b")
+    a_ids = pool.submit("a", ["x"])
+    b_ids = pool.submit("b", ["x"])
+    pool.act(pool.scheduler.abort(Abort("a", pool.epochs["a"], a_ids)))
+    assert pool.skips == []
+    pool.finish(0)
+    assert pool.results("b") == {b_ids[0]: "x!"}
+
+
+def test_an_abort_that_overtakes_its_submit_still_drops_the_request():
+    pool = Pool(workers=1)
+    pool.connect("a")
+    epoch = pool.epochs["a"]
+    # Ids 1-2 are submitted; the abort of 3 arrives before the submit carrying 3.
+    pool.act(pool.scheduler.submit(Submit("a", epoch, 1, 2, [1, 2], ["x", "y"])))
+    pool.act(pool.scheduler.abort(Abort("a", epoch, [3])))
+    pool.act(pool.scheduler.submit(Submit("a", epoch, 3, 3, [3], ["z"])))
+    sent = [r for batch in pool.requests(0) for r in batch]
+    assert "z" not in sent
+
+
+def test_an_abort_between_two_out_of_order_submits_is_not_taken_as_finished():
+    pool = Pool(workers=1)
+    pool.connect("a")
+    epoch = pool.epochs["a"]
+    # Submits of ids 1 and 3 landed, the one of id 2 not yet: an abort of 2 must hold.
+    pool.act(pool.scheduler.submit(Submit("a", epoch, 1, 1, [1], ["x"])))
+    pool.act(pool.scheduler.submit(Submit("a", epoch, 3, 3, [3], ["z"])))
+    pool.act(pool.scheduler.abort(Abort("a", epoch, [2])))
+    pool.act(pool.scheduler.submit(Submit("a", epoch, 2, 2, [2], ["y"])))
+    while pool.batches[0]:
+        pool.finish(0)
+    sent = [r for batch in pool.requests(0) for r in batch]
+    assert "y" not in sent and 2 not in pool.results("a")
+
+
+# -- clients -------------------------------------------------------------------------------
+
+
+def test_a_submit_after_its_client_disconnected_is_dropped(pool):
+    epoch = pool.epochs["a"]
+    pool.act(pool.scheduler.disconnect("a"))
+    pool.act(pool.scheduler.submit(Submit("a", epoch, 1, 1, [1], ["ghost"])))
+    assert pool.scheduler.queued == 0 and pool.requests(0) == []
+    assert pool.scheduler.clients == 0
+    assert isinstance(pool.mail("a")[0], Forgotten)
+
+
+def test_a_submit_of_an_older_epoch_is_dropped(pool):
+    old = pool.epochs["a"]
+    pool.connect("a")
+    pool.act(pool.scheduler.submit(Submit("a", old, 1, 1, [1], ["stale"])))
+    assert pool.scheduler.queued == 0
+
+
+def test_a_silent_client_is_named_and_forgetting_it_withdraws_its_requests(pool):
+    pool.submit("a", ["x"])
+    pool.clock.now += 100
+    assert pool.scheduler.silent_clients(timeout=60) == ["a"]
+    pool.act(pool.scheduler.disconnect("a"))
+    assert pool.skips  # its dispatched request is withdrawn
+
+
+def test_a_polling_client_is_never_silent(pool):
+    pool.scheduler.polling("a", +1)
+    pool.clock.now += 100
+    assert pool.scheduler.silent_clients(timeout=60) == []
+
+
+def test_a_client_that_leaves_keeps_its_requests_until_they_finish(pool):
+    pool.submit("a", ["x"])
+    pool.scheduler.leave("a")
+    assert pool.requests(0) == [["x"]]
+    pool.finish(0)
+    assert pool.scheduler.clients == 0
+    assert "a" not in pool.scheduler._clients
