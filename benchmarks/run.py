@@ -3,6 +3,10 @@
 Usage:
     python -m benchmarks.run                  # everything, median of 3 (about 15 minutes)
     python -m benchmarks.run --repeats 1 --only W2,latency --systems raypw,mpire
+    python -m benchmarks.run --repeats 1 --only W5 --n 200  # smoke: fewer requests
+
+--n replaces the request count of every workload but W1 and W3 (for smoke runs; the figures
+are then not comparable with full runs).
 
 Every measurement runs in a fresh child process (its own Ray where the system uses Ray), so
 systems do not share warm state and the W3 memory figure is the peak RSS of that child's whole
@@ -68,9 +72,10 @@ def child(job: dict[str, Any]) -> dict[str, Any]:
 
     system = _system(job["system"])
     workload, n, repeats = job["workload"], job["n"], job["repeats"]
+    workers = job.get("workers", WORKERS)
     out: dict[str, Any] = {}
     if workload == "W1":
-        system.start("sleep", 5.0, WORKERS)
+        system.start("sleep", 5.0, workers)
         runs = []
         for _ in range(repeats):
             started = time.perf_counter()
@@ -82,7 +87,7 @@ def child(job: dict[str, Any]) -> dict[str, Any]:
             )
         out["result_times"] = runs
     elif workload in ("W2", "W3"):
-        system.start("noop", None, WORKERS)
+        system.start("noop", None, workers)
         _timed_stream(system, [f"warm{i}" for i in range(1000)])
         requests = [f"hola{i}" for i in range(n)]
         if workload == "W3" and job["system"] == "raypw":
@@ -91,7 +96,7 @@ def child(job: dict[str, Any]) -> dict[str, Any]:
             out["seconds"] = [_timed_stream(system, requests) for _ in range(repeats)]
     elif workload == "W4":
         log = tempfile.NamedTemporaryFile(delete=False)  # noqa: SIM115
-        system.start("dedup", log.name, WORKERS)
+        system.start("dedup", log.name, workers)
         values = [f"value{i % 1000}" for i in range(n)]
         seconds, calls = [], []
         for _ in range(repeats):
@@ -106,8 +111,8 @@ def child(job: dict[str, Any]) -> dict[str, Any]:
         os.unlink(log.name)
     elif workload == "W5":
         iterations = workloads.calibrate_busy(0.005)
-        system.start("busy", iterations, WORKERS)
-        _timed_stream(system, list(range(WORKERS * 4)))
+        system.start("busy", iterations, workers)
+        _timed_stream(system, list(range(workers * 4)))
         seconds, items = [], []
         for _ in range(repeats):
             # The item's cost with the pool idle, right before and after each run: this
@@ -117,11 +122,11 @@ def child(job: dict[str, Any]) -> dict[str, Any]:
             seconds.append(_timed_stream(system, list(range(n))))
             items.append((before + _item_seconds(iterations)) / 2)
         system.stop()
-        efficiency = [n * item / WORKERS / s for item, s in zip(items, seconds, strict=True)]
+        efficiency = [n * item / workers / s for item, s in zip(items, seconds, strict=True)]
         out.update(seconds=seconds, item_seconds=items, efficiency=efficiency)
         return out
     elif workload == "latency":
-        system.start("noop", None, WORKERS)
+        system.start("noop", None, workers)
         for i in range(50):
             system.one(f"warm{i}")
         samples = []
@@ -187,7 +192,10 @@ def _raypw_bulk(system: Any, requests: list[str]) -> float:
 # -- parent side: schedule children, print the table ----------------------------------------
 
 
-def _jobs(workloads: list[str], systems: list[str], repeats: int) -> list[dict[str, Any]]:
+def _jobs(
+    workloads: list[str], systems: list[str], repeats: int, n: int | None = None
+) -> list[dict[str, Any]]:
+    """One job per workload and system; ``n`` replaces the request counts but W1's and W3's."""
     jobs = []
     for workload in workloads:
         for name in systems:
@@ -212,6 +220,8 @@ def _jobs(workloads: list[str], systems: list[str], repeats: int) -> list[dict[s
                 if name == "Ray Data map_batches":
                     continue  # a dataset per request is not a request/response system
                 job["n"] = 1_000
+            if n is not None and workload not in ("W1", "W3"):
+                job["n"] = n
             jobs.append(job)
     return jobs
 
@@ -351,6 +361,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--only", default="W1,W2,W3,W4,W5,latency")
     parser.add_argument("--systems", default="")
+    parser.add_argument("--n", type=int, default=None, help="requests per run (smoke runs)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     if args.child:
@@ -364,7 +375,7 @@ def main() -> None:
     if args.systems:
         wanted = args.systems.split(",")
         names = [n for n in names if any(w.lower() in n.lower() for w in wanted)]
-    jobs = _jobs(args.only.split(","), names, args.repeats)
+    jobs = _jobs(args.only.split(","), names, args.repeats, args.n)
     results = []
     for index, job in enumerate(jobs, 1):
         print(
