@@ -13,13 +13,17 @@ systems do not share warm state and the W3 memory figure is the peak RSS of that
 process tree: the driver, Ray's daemons and the workers. Timings start at the first request
 queued and stop at the last result taken, after the pool is up and warmed.
 
-Workloads (2 workers each):
+Workloads (2 workers each, but W6):
     W1       4 requests of sleep(5): seconds from queueing to each result
     W2       100,000 no-op requests (20,000 for the per-call systems): requests/s
     W3       1,000,000 and 100,000 no-op requests: wall time and peak RSS of the process tree
     W4       100,000 requests over 1,000 distinct values, shuffled, 1 ms each (raypw: dedup)
     W5       2,000 requests of 5 ms pure-Python work: efficiency = ideal / measured, the ideal
              from the item's cost measured with the pool idle right before and after each run
+    W6       32 workers (more than cores, like I/O-bound work), 20,000 requests of sleep(10 ms):
+             efficiency = ideal / measured, ideal = 20,000 x 10 ms / 32 = 6.25 s. Ray actors,
+             raypw's and the peers' alike, keep Ray's default resources (one CPU to place an
+             actor, none held while it runs), so all 32 fit on 2 CPUs
     latency  1,000 sequential single requests on an idle pool: p50 and p99 round trip
 """
 
@@ -45,6 +49,8 @@ WORKERS = 2
 # rate is what is compared) and W3 skips them (1M requests would take minutes each).
 PER_CALL = {"ray ActorPool", "ray actor calls", "ProcessPoolExecutor"}
 W3_SYSTEMS = {"raypw", "mpire", "multiprocessing.Pool chunksize=tuned", "Ray Data map_batches"}
+W6_WORKERS = 32
+W6_SLEEP = 0.01
 
 
 # -- child side: one system, one workload ---------------------------------------------------
@@ -125,6 +131,12 @@ def child(job: dict[str, Any]) -> dict[str, Any]:
         efficiency = [n * item / workers / s for item, s in zip(items, seconds, strict=True)]
         out.update(seconds=seconds, item_seconds=items, efficiency=efficiency)
         return out
+    elif workload == "W6":
+        system.start("sleep", W6_SLEEP, workers)
+        _timed_stream(system, [f"warm{i}" for i in range(workers * 2)])
+        seconds = [_timed_stream(system, list(range(n))) for _ in range(repeats)]
+        ideal = n * W6_SLEEP / workers
+        out.update(seconds=seconds, ideal_seconds=ideal, efficiency=[ideal / s for s in seconds])
     elif workload == "latency":
         system.start("noop", None, workers)
         for i in range(50):
@@ -216,6 +228,10 @@ def _jobs(
                 job["n"] = 100_000
             elif workload == "W5":
                 job["n"] = 2_000
+            elif workload == "W6":
+                if name == "Ray Data map_batches":
+                    continue  # no per-request results to stream
+                job.update(n=20_000, workers=W6_WORKERS)
             elif workload == "latency":
                 if name == "Ray Data map_batches":
                     continue  # a dataset per request is not a request/response system
@@ -322,19 +338,16 @@ def _rows(results: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
                     "",
                 )
             )
-        elif workload == "W5":
+        elif workload in ("W5", "W6"):
             eff = outs[0]["efficiency"]
             med = statistics.median(eff)
             if system == "raypw":
-                raypw["W5"] = med
-            rows.append(
-                (
-                    workload,
-                    system,
-                    fmt(eff, "efficiency") + f" ({statistics.median(outs[0]['seconds']):.2f} s)",
-                    _ratio(raypw.get("W5"), med),
-                )
-            )
+                raypw[workload] = med
+            text = fmt(eff, "efficiency") + f" ({statistics.median(outs[0]['seconds']):.2f} s"
+            if workload == "W6":
+                job = entries[0]["job"]
+                text += f"; ideal {outs[0]['ideal_seconds']:.2f} s, n={job['n']:,}"
+            rows.append((workload, system, text + ")", _ratio(raypw.get(workload), med)))
         elif workload == "latency":
             out = outs[0]
             rows.append(
@@ -359,7 +372,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--only", default="W1,W2,W3,W4,W5,latency")
+    parser.add_argument("--only", default="W1,W2,W3,W4,W5,W6,latency")
     parser.add_argument("--systems", default="")
     parser.add_argument("--n", type=int, default=None, help="requests per run (smoke runs)")
     parser.add_argument("--json", type=Path, default=None)
