@@ -24,6 +24,14 @@ Workloads (2 workers each, but W6):
              efficiency = ideal / measured, ideal = 20,000 x 10 ms / 32 = 6.25 s. Ray actors,
              raypw's and the peers' alike, keep Ray's default resources (one CPU to place an
              actor, none held while it runs), so all 32 fit on 2 CPUs
+    W7       2,000 requests of 1 ms, but every 100th sleeps 0.5 s (ideal makespan 5.99 s):
+             delivery lag = time the caller got a result - time process() returned in the
+             worker (both wall clock). Per system: lag p50 and p99, results more than 100 ms
+             late, seconds from queueing to the first result, makespan; ratio column: makespan
+             / ProcessPoolExecutor's. raypw is timed twice in each run: in completed_callback
+             and as PromiseSet.select() yields. mpire uses its own default chunks (16 items
+             here). Ray actor calls go round robin, so with 2 workers every slow request lands
+             on the same actor
     latency  1,000 sequential single requests on an idle pool: p50 and p99 round trip
 """
 
@@ -51,6 +59,14 @@ PER_CALL = {"ray ActorPool", "ray actor calls", "ProcessPoolExecutor"}
 W3_SYSTEMS = {"raypw", "mpire", "multiprocessing.Pool chunksize=tuned", "Ray Data map_batches"}
 W6_WORKERS = 32
 W6_SLEEP = 0.01
+W7_SYSTEMS = {
+    "raypw",
+    "ray actor calls",
+    "mpire",
+    "multiprocessing.Pool chunksize=1",
+    "ProcessPoolExecutor",
+}
+W7_LATE = 0.1  # seconds: a result later than this counts as late
 
 
 # -- child side: one system, one workload ---------------------------------------------------
@@ -137,6 +153,17 @@ def child(job: dict[str, Any]) -> dict[str, Any]:
         seconds = [_timed_stream(system, list(range(n))) for _ in range(repeats)]
         ideal = n * W6_SLEEP / workers
         out.update(seconds=seconds, ideal_seconds=ideal, efficiency=[ideal / s for s in seconds])
+    elif workload == "W7":
+        system.start("mixed", None, workers)
+        # Cheap (multiples of 100) and distinct from the measured requests range(n).
+        _timed_stream(system, [workloads.MIXED_EVERY * (n + i) for i in range(workers * 4)])
+        if job["system"] == "mpire":
+            system.default_chunks = True
+        w7 = _raypw_w7 if job["system"] == "raypw" else _w7
+        out.update(
+            runs=[w7(system, list(range(n))) for _ in range(repeats)],
+            ideal_seconds=workloads.mixed_seconds(n) / workers,
+        )
     elif workload == "latency":
         system.start("noop", None, workers)
         for i in range(50):
@@ -150,6 +177,50 @@ def child(job: dict[str, Any]) -> dict[str, Any]:
         out.update(p50=samples[len(samples) // 2], p99=samples[int(len(samples) * 0.99)])
     system.stop()
     return out
+
+
+def _w7(system: Any, requests: list[int]) -> dict[str, dict[str, float]]:
+    """One W7 run: a result is available when the system's stream yields it."""
+    started = time.time()
+    arrivals = [(time.time(), finished) for _, finished in system.stream(requests)]
+    assert len(arrivals) == len(requests), (len(arrivals), len(requests))
+    name = "mpire default chunks" if system.name == "mpire" else system.name
+    return {name: _lags(started, arrivals)}
+
+
+def _raypw_w7(system: Any, requests: list[int]) -> dict[str, dict[str, float]]:
+    """One W7 run of raypw, timed both in completed_callback and as select() yields."""
+    from raypw import Promise, PromiseSet
+
+    called: list[tuple[float, Promise[Any]]] = []
+
+    def completed(promise: Promise[Any]) -> None:
+        called.append((time.time(), promise))
+
+    queue = system.service.queue_request
+    started = time.time()
+    promises = [queue(request, completed) for request in requests]
+    selected = [(time.time(), promise) for promise in PromiseSet(promises).select()]
+    deadline = time.monotonic() + 60
+    while len(called) < len(requests) and time.monotonic() < deadline:
+        time.sleep(0.01)  # the callback thread may still be behind select()
+    assert len(called) == len(selected) == len(requests), (len(called), len(selected))
+    return {
+        "raypw completed_callback": _lags(started, [(t, p.get_result()[1]) for t, p in called]),
+        "raypw select()": _lags(started, [(t, p.get_result()[1]) for t, p in selected]),
+    }
+
+
+def _lags(started: float, arrivals: list[tuple[float, float]]) -> dict[str, float]:
+    """W7 figures from (time the caller got a result, time process() returned) pairs."""
+    lags = sorted(got - finished for got, finished in arrivals)
+    return {
+        "lag_p50": lags[len(lags) // 2],
+        "lag_p99": lags[int(len(lags) * 0.99)],
+        "late": sum(lag > W7_LATE for lag in lags),
+        "first": min(got for got, _ in arrivals) - started,
+        "makespan": max(got for got, _ in arrivals) - started,
+    }
 
 
 def _item_seconds(iterations: int) -> float:
@@ -232,6 +303,10 @@ def _jobs(
                 if name == "Ray Data map_batches":
                     continue  # no per-request results to stream
                 job.update(n=20_000, workers=W6_WORKERS)
+            elif workload == "W7":
+                if name not in W7_SYSTEMS:
+                    continue
+                job["n"] = 2_000
             elif workload == "latency":
                 if name == "Ray Data map_batches":
                     continue  # a dataset per request is not a request/response system
@@ -284,6 +359,12 @@ def _rows(results: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
         return f"{med:,.{digits}f} {unit} [{lo:,.{digits}f}-{hi:,.{digits}f}]"
 
     raypw: dict[str, float] = {}
+    ppe_w7 = [
+        run["ProcessPoolExecutor"]["makespan"]
+        for e in by.get(("W7", "ProcessPoolExecutor"), [])
+        if "error" not in e["out"]
+        for run in e["out"]["runs"]
+    ]
     for (workload, system), entries in by.items():
         if any("error" in e["out"] for e in entries):
             rows.append((workload, system, "error: " + entries[0]["out"].get("error", ""), ""))
@@ -348,6 +429,19 @@ def _rows(results: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
                 job = entries[0]["job"]
                 text += f"; ideal {outs[0]['ideal_seconds']:.2f} s, n={job['n']:,}"
             rows.append((workload, system, text + ")", _ratio(raypw.get(workload), med)))
+        elif workload == "W7":
+            for label in outs[0]["runs"][0]:
+                runs = [run[label] for run in outs[0]["runs"]]
+                makespans = [run["makespan"] for run in runs]
+                med = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+                text = (
+                    f"makespan {fmt(makespans, 's')} (ideal {outs[0]['ideal_seconds']:.2f} s);"
+                    f" lag p50 {med['lag_p50'] * 1000:.1f} ms, p99 {med['lag_p99'] * 1000:.1f} ms,"
+                    f" {med['late']:.0f} late > {W7_LATE * 1000:.0f} ms;"
+                    f" first result {med['first']:.3f} s"
+                )
+                ratio = f"{med['makespan'] / statistics.median(ppe_w7):.2f}x PPE" if ppe_w7 else ""
+                rows.append((workload, label, text, ratio))
         elif workload == "latency":
             out = outs[0]
             rows.append(
@@ -372,7 +466,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--only", default="W1,W2,W3,W4,W5,W6,latency")
+    parser.add_argument("--only", default="W1,W2,W3,W4,W5,W6,W7,latency")
     parser.add_argument("--systems", default="")
     parser.add_argument("--n", type=int, default=None, help="requests per run (smoke runs)")
     parser.add_argument("--json", type=Path, default=None)
