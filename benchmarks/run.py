@@ -3,19 +3,35 @@
 Usage:
     python -m benchmarks.run                  # everything, median of 3 (about 15 minutes)
     python -m benchmarks.run --repeats 1 --only W2,latency --systems raypw,mpire
+    python -m benchmarks.run --repeats 1 --only W5 --n 200  # smoke: fewer requests
+
+--n replaces the request count of every workload but W1 and W3 (for smoke runs; the figures
+are then not comparable with full runs).
 
 Every measurement runs in a fresh child process (its own Ray where the system uses Ray), so
 systems do not share warm state and the W3 memory figure is the peak RSS of that child's whole
 process tree: the driver, Ray's daemons and the workers. Timings start at the first request
 queued and stop at the last result taken, after the pool is up and warmed.
 
-Workloads (2 workers each):
+Workloads (2 workers each, but W6):
     W1       4 requests of sleep(5): seconds from queueing to each result
     W2       100,000 no-op requests (20,000 for the per-call systems): requests/s
     W3       1,000,000 and 100,000 no-op requests: wall time and peak RSS of the process tree
     W4       100,000 requests over 1,000 distinct values, shuffled, 1 ms each (raypw: dedup)
     W5       2,000 requests of 5 ms pure-Python work: efficiency = ideal / measured, the ideal
              from the item's cost measured with the pool idle right before and after each run
+    W6       32 workers (more than cores, like I/O-bound work), 20,000 requests of sleep(10 ms):
+             efficiency = ideal / measured, ideal = 20,000 x 10 ms / 32 = 6.25 s. Ray actors,
+             raypw's and the peers' alike, keep Ray's default resources (one CPU to place an
+             actor, none held while it runs), so all 32 fit on 2 CPUs
+    W7       2,000 requests of 1 ms, but every 100th sleeps 0.5 s (ideal makespan 5.99 s):
+             delivery lag = time the caller got a result - time process() returned in the
+             worker (both wall clock). Per system: lag p50 and p99, results more than 100 ms
+             late, seconds from queueing to the first result, makespan; ratio column: makespan
+             / ProcessPoolExecutor's. raypw is timed twice in each run: in completed_callback
+             and as PromiseSet.select() yields. mpire uses its own default chunks (16 items
+             here). Ray actor calls go round robin, so with 2 workers every slow request lands
+             on the same actor
     latency  1,000 sequential single requests on an idle pool: p50 and p99 round trip
 """
 
@@ -41,6 +57,16 @@ WORKERS = 2
 # rate is what is compared) and W3 skips them (1M requests would take minutes each).
 PER_CALL = {"ray ActorPool", "ray actor calls", "ProcessPoolExecutor"}
 W3_SYSTEMS = {"raypw", "mpire", "multiprocessing.Pool chunksize=tuned", "Ray Data map_batches"}
+W6_WORKERS = 32
+W6_SLEEP = 0.01
+W7_SYSTEMS = {
+    "raypw",
+    "ray actor calls",
+    "mpire",
+    "multiprocessing.Pool chunksize=1",
+    "ProcessPoolExecutor",
+}
+W7_LATE = 0.1  # seconds: a result later than this counts as late
 
 
 # -- child side: one system, one workload ---------------------------------------------------
@@ -68,9 +94,10 @@ def child(job: dict[str, Any]) -> dict[str, Any]:
 
     system = _system(job["system"])
     workload, n, repeats = job["workload"], job["n"], job["repeats"]
+    workers = job.get("workers", WORKERS)
     out: dict[str, Any] = {}
     if workload == "W1":
-        system.start("sleep", 5.0, WORKERS)
+        system.start("sleep", 5.0, workers)
         runs = []
         for _ in range(repeats):
             started = time.perf_counter()
@@ -82,7 +109,7 @@ def child(job: dict[str, Any]) -> dict[str, Any]:
             )
         out["result_times"] = runs
     elif workload in ("W2", "W3"):
-        system.start("noop", None, WORKERS)
+        system.start("noop", None, workers)
         _timed_stream(system, [f"warm{i}" for i in range(1000)])
         requests = [f"hola{i}" for i in range(n)]
         if workload == "W3" and job["system"] == "raypw":
@@ -91,7 +118,7 @@ def child(job: dict[str, Any]) -> dict[str, Any]:
             out["seconds"] = [_timed_stream(system, requests) for _ in range(repeats)]
     elif workload == "W4":
         log = tempfile.NamedTemporaryFile(delete=False)  # noqa: SIM115
-        system.start("dedup", log.name, WORKERS)
+        system.start("dedup", log.name, workers)
         values = [f"value{i % 1000}" for i in range(n)]
         seconds, calls = [], []
         for _ in range(repeats):
@@ -106,8 +133,8 @@ def child(job: dict[str, Any]) -> dict[str, Any]:
         os.unlink(log.name)
     elif workload == "W5":
         iterations = workloads.calibrate_busy(0.005)
-        system.start("busy", iterations, WORKERS)
-        _timed_stream(system, list(range(WORKERS * 4)))
+        system.start("busy", iterations, workers)
+        _timed_stream(system, list(range(workers * 4)))
         seconds, items = [], []
         for _ in range(repeats):
             # The item's cost with the pool idle, right before and after each run: this
@@ -117,11 +144,28 @@ def child(job: dict[str, Any]) -> dict[str, Any]:
             seconds.append(_timed_stream(system, list(range(n))))
             items.append((before + _item_seconds(iterations)) / 2)
         system.stop()
-        efficiency = [n * item / WORKERS / s for item, s in zip(items, seconds, strict=True)]
+        efficiency = [n * item / workers / s for item, s in zip(items, seconds, strict=True)]
         out.update(seconds=seconds, item_seconds=items, efficiency=efficiency)
         return out
+    elif workload == "W6":
+        system.start("sleep", W6_SLEEP, workers)
+        _timed_stream(system, [f"warm{i}" for i in range(workers * 2)])
+        seconds = [_timed_stream(system, list(range(n))) for _ in range(repeats)]
+        ideal = n * W6_SLEEP / workers
+        out.update(seconds=seconds, ideal_seconds=ideal, efficiency=[ideal / s for s in seconds])
+    elif workload == "W7":
+        system.start("mixed", None, workers)
+        # Cheap (multiples of 100) and distinct from the measured requests range(n).
+        _timed_stream(system, [workloads.MIXED_EVERY * (n + i) for i in range(workers * 4)])
+        if job["system"] == "mpire":
+            system.default_chunks = True
+        w7 = _raypw_w7 if job["system"] == "raypw" else _w7
+        out.update(
+            runs=[w7(system, list(range(n))) for _ in range(repeats)],
+            ideal_seconds=workloads.mixed_seconds(n) / workers,
+        )
     elif workload == "latency":
-        system.start("noop", None, WORKERS)
+        system.start("noop", None, workers)
         for i in range(50):
             system.one(f"warm{i}")
         samples = []
@@ -133,6 +177,50 @@ def child(job: dict[str, Any]) -> dict[str, Any]:
         out.update(p50=samples[len(samples) // 2], p99=samples[int(len(samples) * 0.99)])
     system.stop()
     return out
+
+
+def _w7(system: Any, requests: list[int]) -> dict[str, dict[str, float]]:
+    """One W7 run: a result is available when the system's stream yields it."""
+    started = time.time()
+    arrivals = [(time.time(), finished) for _, finished in system.stream(requests)]
+    assert len(arrivals) == len(requests), (len(arrivals), len(requests))
+    name = "mpire default chunks" if system.name == "mpire" else system.name
+    return {name: _lags(started, arrivals)}
+
+
+def _raypw_w7(system: Any, requests: list[int]) -> dict[str, dict[str, float]]:
+    """One W7 run of raypw, timed both in completed_callback and as select() yields."""
+    from raypw import Promise, PromiseSet
+
+    called: list[tuple[float, Promise[Any]]] = []
+
+    def completed(promise: Promise[Any]) -> None:
+        called.append((time.time(), promise))
+
+    queue = system.service.queue_request
+    started = time.time()
+    promises = [queue(request, completed) for request in requests]
+    selected = [(time.time(), promise) for promise in PromiseSet(promises).select()]
+    deadline = time.monotonic() + 60
+    while len(called) < len(requests) and time.monotonic() < deadline:
+        time.sleep(0.01)  # the callback thread may still be behind select()
+    assert len(called) == len(selected) == len(requests), (len(called), len(selected))
+    return {
+        "raypw completed_callback": _lags(started, [(t, p.get_result()[1]) for t, p in called]),
+        "raypw select()": _lags(started, [(t, p.get_result()[1]) for t, p in selected]),
+    }
+
+
+def _lags(started: float, arrivals: list[tuple[float, float]]) -> dict[str, float]:
+    """W7 figures from (time the caller got a result, time process() returned) pairs."""
+    lags = sorted(got - finished for got, finished in arrivals)
+    return {
+        "lag_p50": lags[len(lags) // 2],
+        "lag_p99": lags[int(len(lags) * 0.99)],
+        "late": sum(lag > W7_LATE for lag in lags),
+        "first": min(got for got, _ in arrivals) - started,
+        "makespan": max(got for got, _ in arrivals) - started,
+    }
 
 
 def _item_seconds(iterations: int) -> float:
@@ -187,7 +275,10 @@ def _raypw_bulk(system: Any, requests: list[str]) -> float:
 # -- parent side: schedule children, print the table ----------------------------------------
 
 
-def _jobs(workloads: list[str], systems: list[str], repeats: int) -> list[dict[str, Any]]:
+def _jobs(
+    workloads: list[str], systems: list[str], repeats: int, n: int | None = None
+) -> list[dict[str, Any]]:
+    """One job per workload and system; ``n`` replaces the request counts but W1's and W3's."""
     jobs = []
     for workload in workloads:
         for name in systems:
@@ -208,10 +299,20 @@ def _jobs(workloads: list[str], systems: list[str], repeats: int) -> list[dict[s
                 job["n"] = 100_000
             elif workload == "W5":
                 job["n"] = 2_000
+            elif workload == "W6":
+                if name == "Ray Data map_batches":
+                    continue  # no per-request results to stream
+                job.update(n=20_000, workers=W6_WORKERS)
+            elif workload == "W7":
+                if name not in W7_SYSTEMS:
+                    continue
+                job["n"] = 2_000
             elif workload == "latency":
                 if name == "Ray Data map_batches":
                     continue  # a dataset per request is not a request/response system
                 job["n"] = 1_000
+            if n is not None and workload not in ("W1", "W3"):
+                job["n"] = n
             jobs.append(job)
     return jobs
 
@@ -258,6 +359,12 @@ def _rows(results: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
         return f"{med:,.{digits}f} {unit} [{lo:,.{digits}f}-{hi:,.{digits}f}]"
 
     raypw: dict[str, float] = {}
+    ppe_w7 = [
+        run["ProcessPoolExecutor"]["makespan"]
+        for e in by.get(("W7", "ProcessPoolExecutor"), [])
+        if "error" not in e["out"]
+        for run in e["out"]["runs"]
+    ]
     for (workload, system), entries in by.items():
         if any("error" in e["out"] for e in entries):
             rows.append((workload, system, "error: " + entries[0]["out"].get("error", ""), ""))
@@ -312,19 +419,29 @@ def _rows(results: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
                     "",
                 )
             )
-        elif workload == "W5":
+        elif workload in ("W5", "W6"):
             eff = outs[0]["efficiency"]
             med = statistics.median(eff)
             if system == "raypw":
-                raypw["W5"] = med
-            rows.append(
-                (
-                    workload,
-                    system,
-                    fmt(eff, "efficiency") + f" ({statistics.median(outs[0]['seconds']):.2f} s)",
-                    _ratio(raypw.get("W5"), med),
+                raypw[workload] = med
+            text = fmt(eff, "efficiency") + f" ({statistics.median(outs[0]['seconds']):.2f} s"
+            if workload == "W6":
+                job = entries[0]["job"]
+                text += f"; ideal {outs[0]['ideal_seconds']:.2f} s, n={job['n']:,}"
+            rows.append((workload, system, text + ")", _ratio(raypw.get(workload), med)))
+        elif workload == "W7":
+            for label in outs[0]["runs"][0]:
+                runs = [run[label] for run in outs[0]["runs"]]
+                makespans = [run["makespan"] for run in runs]
+                med = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+                text = (
+                    f"makespan {fmt(makespans, 's')} (ideal {outs[0]['ideal_seconds']:.2f} s);"
+                    f" lag p50 {med['lag_p50'] * 1000:.1f} ms, p99 {med['lag_p99'] * 1000:.1f} ms,"
+                    f" {med['late']:.0f} late > {W7_LATE * 1000:.0f} ms;"
+                    f" first result {med['first']:.3f} s"
                 )
-            )
+                ratio = f"{med['makespan'] / statistics.median(ppe_w7):.2f}x PPE" if ppe_w7 else ""
+                rows.append((workload, label, text, ratio))
         elif workload == "latency":
             out = outs[0]
             rows.append(
@@ -349,8 +466,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--only", default="W1,W2,W3,W4,W5,latency")
+    parser.add_argument("--only", default="W1,W2,W3,W4,W5,W6,W7,latency")
     parser.add_argument("--systems", default="")
+    parser.add_argument("--n", type=int, default=None, help="requests per run (smoke runs)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     if args.child:
@@ -364,7 +482,7 @@ def main() -> None:
     if args.systems:
         wanted = args.systems.split(",")
         names = [n for n in names if any(w.lower() in n.lower() for w in wanted)]
-    jobs = _jobs(args.only.split(","), names, args.repeats)
+    jobs = _jobs(args.only.split(","), names, args.repeats, args.n)
     results = []
     for index, job in enumerate(jobs, 1):
         print(

@@ -11,6 +11,12 @@ from typing import Any
 
 from raypw import Processor
 
+# W7's mixed costs: every MIXED_EVERY-th request (index % MIXED_EVERY == MIXED_EVERY - 1)
+# sleeps MIXED_SLOW seconds, every other one MIXED_FAST.
+MIXED_EVERY = 100
+MIXED_SLOW = 0.5
+MIXED_FAST = 0.001
+
 
 class State:
     """The per-worker state every system keeps: built once per worker process."""
@@ -36,7 +42,19 @@ class State:
             return request
         if kind == "busy":
             return busy(self.arg)
+        if kind == "mixed":
+            slow = request % MIXED_EVERY == MIXED_EVERY - 1
+            time.sleep(MIXED_SLOW if slow else MIXED_FAST)
+            # Wall clock, comparable across processes on one machine: the caller subtracts it
+            # from the time it got the result to measure how late results are delivered.
+            return request, time.time()
         raise ValueError(kind)
+
+
+def mixed_seconds(n: int) -> float:
+    """Total work in requests ``range(n)`` of kind ``mixed``."""
+    slow = n // MIXED_EVERY
+    return slow * MIXED_SLOW + (n - slow) * MIXED_FAST
 
 
 def busy(iterations: int) -> int:
