@@ -339,26 +339,27 @@ class Scheduler:
         state.receive(message.first_id, message.last_id)
         early = state.early_aborts
         by_key = self._by_key
-        keys = message.keys
         mine = state.items
         client = message.client
+        append = self._queue.append
+        requests = message.requests
+        keys = requests if message.keys is None else message.keys
+        added = 0
         for index, request_id in enumerate(message.ids):
             if early and request_id in early:
                 early.discard(request_id)
                 continue
-            if request_id in mine:
-                continue  # sent twice (a hand-back raced the original)
-            request = message.requests[index]
-            key = request if keys is None else keys[index]
+            key = keys[index]
             item = by_key.get(key)
             if item is None:
-                item = by_key[key] = _Item(key, request, (client, request_id))
-                self._queue.append(item)
-                self._queued += 1
+                item = by_key[key] = _Item(key, requests[index], (client, request_id))
+                append(item)
+                added += 1
             else:
                 item.subscribers.append((client, request_id))
                 self.deduplicated += 1
             mine[request_id] = item
+        self._queued += added
         if self.dead is not None:
             self._fail_queue(self.dead)
             return []
@@ -530,13 +531,16 @@ class Scheduler:
         self.processed += len(chunk.positions)
         news: dict[str, Outcomes] = {}
         errors = chunk.errors
+        results = chunk.results
         items = batch.items
+        by_key = self._by_key
+        clients = self._clients
         for index, position in enumerate(chunk.positions):
             item = items[position]
             if item.batch is not batch:
                 continue  # taken back for another worker
             error = errors.get(index) if errors else None
-            result = chunk.results[index]
+            result = results[index]
             for client, request_id in item.subscribers:
                 outcomes = news.get(client)
                 if outcomes is None:
@@ -545,7 +549,15 @@ class Scheduler:
                     outcomes.errors[len(outcomes.ids)] = error
                 outcomes.ids.append(request_id)
                 outcomes.results.append(result)
-            self._finish(item)
+                state = clients.get(client)
+                if state is not None:
+                    state.items.pop(request_id, None)
+                    if state.left and not state.items:
+                        del clients[client]
+            if by_key.get(item.key) is item:
+                del by_key[item.key]
+            item.batch = None
+            item.subscribers = []
         for client, outcomes in news.items():
             self._post(client, outcomes)
         if chunk.final:
