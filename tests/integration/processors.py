@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -104,3 +105,111 @@ def stamps(log_path) -> list[tuple[str, float, int]]:
         request, started, pid = line.rsplit(" ", 2)
         rows.append((request, float(started), int(pid)))
     return rows
+
+
+class TwoArgumentError(Exception):
+    """An exception that cannot be rebuilt from its args (pickle calls it with one)."""
+
+    def __init__(self, code, text):
+        super().__init__(f"{code}: {text}")
+
+
+class Awkward(Processor):
+    """``"lock"`` returns an unpicklable object; ``"two-args"`` raises TwoArgumentError."""
+
+    def process(self, request):
+        if request == "lock":
+            return threading.Lock()
+        if request == "two-args":
+            raise TwoArgumentError(7, "cannot be rebuilt")
+        return f"{request} ok"
+
+
+def _refuse_rebuild(name):
+    raise RuntimeError(f"{name} refuses to be rebuilt")
+
+
+class Unrebuildable:
+    """Pickles fine; unpickling it raises (as a class whose __setstate__ fails)."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __reduce__(self):
+        return (_refuse_rebuild, (self.name,))
+
+
+class ArrayLike:
+    """Hashes fine, but comparing two raises, as a dataclass holding a numpy array does."""
+
+    def __init__(self, values):
+        self.values = values
+
+    def __hash__(self):
+        return 1
+
+    def __eq__(self, other):
+        raise ValueError("The truth value of an array with more than one element is ambiguous")
+
+
+class InterruptOnSecondHash:
+    """Its second hash() raises KeyboardInterrupt: Ctrl-C in the middle of queue_requests."""
+
+    def __init__(self):
+        self.hashes = 0
+
+    def __hash__(self):
+        self.hashes += 1
+        if self.hashes == 2:
+            raise KeyboardInterrupt
+        return 7
+
+    def __getstate__(self):
+        return {"hashes": 0}
+
+
+class Gates(Processor):
+    """Request ``name`` logs ``start name``, waits until the file ``gates/name`` exists, then
+    logs ``end name`` and returns ``(name, pid)``. Names starting with ``free`` do not wait."""
+
+    def __init__(self, gates: str) -> None:
+        self.gates = Path(gates)
+
+    def process(self, request):
+        log = self.gates / "log"
+        with log.open("a") as out:
+            out.write(f"start {request}\n")
+        deadline = time.monotonic() + 120
+        while not str(request).startswith("free") and not (self.gates / str(request)).exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"gate {request} never opened")
+            time.sleep(0.005)
+        with log.open("a") as out:
+            out.write(f"end {request}\n")
+        return (request, os.getpid())
+
+
+def gate_log(gates) -> list[str]:
+    path = Path(gates) / "log"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+class CancelAware(Processor):
+    """Runs until Ray says its task was cancelled, then returns; logs what it saw."""
+
+    def __init__(self, log_path: str) -> None:
+        self.log_path = Path(log_path)
+
+    def process(self, request):
+        import ray
+
+        context = ray.get_runtime_context()
+        self.log_path.write_text("running\n")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if context.is_canceled():
+                self.log_path.write_text("cancelled\n")
+                return "stopped"
+            time.sleep(0.01)
+        self.log_path.write_text("never cancelled\n")
+        return "timed out"

@@ -8,7 +8,7 @@ import pytest
 
 from raypw import PromiseAbortedError, PromiseSet
 from tests.integration.conftest import processed
-from tests.integration.processors import Recorder
+from tests.integration.processors import CancelAware, Recorder
 
 
 def test_request_aborted_before_processing_is_never_processed(make_service, log_file):
@@ -80,3 +80,18 @@ def test_shared_promise_still_completes_when_some_holders_abort(make_service):
     b = service.queue_request("kept")
     assert a.abort() is False
     assert b.get_result(timeout=30)["request"] == "kept"
+
+
+def test_aborting_a_running_request_lets_process_see_is_canceled(make_service, tmp_path):
+    log = tmp_path / "cancel.log"
+    service = make_service(CancelAware, parallel_workers=1, processor_class_init_args=(str(log),))
+    promise = service.queue_request("loop")
+    deadline = time.monotonic() + 60
+    while not (log.exists() and log.read_text() == "running\n"):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert promise.abort() is True
+    while log.read_text() == "running\n":
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert log.read_text() == "cancelled\n"

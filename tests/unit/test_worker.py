@@ -87,26 +87,30 @@ def test_results_and_per_item_errors():
     assert chunks[-1].final and chunks[-1].skipped == ()
 
 
-def test_outcomes_stream_in_chunks_before_the_batch_ends():
+def test_a_result_leaves_in_a_chunk_while_a_slow_request_behind_it_runs():
     started = {r: threading.Event() for r in "abc"}
     gates = {r: threading.Event() for r in "abc"}
     worker = _Worker(Gated, (started, gates), {})
     stream = worker.run(WorkBatch(0, ["a", "b", "c"]))
-    first = {}
-    thread = threading.Thread(target=lambda: first.update(chunk=next(stream)))
-    thread.start()
     gates["a"].set()
-    assert started["b"].wait(10)  # a finished, b runs and waits for its gate
-    time.sleep(0.01)  # a chunk is cut after 1 ms of work: let it be
+    first = next(stream)  # b has started and waits for its gate
+    assert first.positions == [0] and first.results == ["a"] and not first.final
+    assert started["b"].is_set() and not gates["b"].is_set()
     gates["b"].set()
-    thread.join(10)
-    assert first["chunk"].positions[0] == 0 and not first["chunk"].final
-    assert not started["c"].is_set() or first["chunk"].positions != [0, 1, 2]
     gates["c"].set()
     rest = list(stream)
     assert rest[-1].final
-    positions = first["chunk"].positions + [p for c in rest for p in c.positions]
-    assert positions == [0, 1, 2]
+    assert [p for c in rest for p in c.positions] == [1, 2]
+
+
+def test_sys_exit_in_process_ends_the_batch_with_it():
+    class Quitter(Processor):
+        def process(self, request):
+            raise SystemExit(3)
+
+    worker = _Worker(Quitter, (), {})
+    with pytest.raises(SystemExit):
+        list(worker.run(WorkBatch(0, ["x"])))
 
 
 def test_an_unpicklable_result_fails_only_its_request():
