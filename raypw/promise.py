@@ -322,13 +322,15 @@ class Notes:
 def settle(promise: Promise[Any], state: int, value: Any, notes: Notes) -> None:
     """Moves a pending promise to a final state. Call with :data:`STATE_LOCK` held."""
     global _sequence
+    # The value goes in before the state: get_result(), await and done() read a finished
+    # promise without the lock, and must never find it finished without its value.
+    promise._value = value
+    _sequence += 1
+    promise._seq = _sequence
     promise._state = state
     settled = getattr(promise._owner, "settled", None)
     if settled is not None:
         settled[state] += 1
-    promise._value = value
-    _sequence += 1
-    promise._seq = _sequence
     if promise._event is not None:
         notes.events.append(promise._event)
     waiters = promise._waiters
