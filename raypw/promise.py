@@ -165,9 +165,21 @@ class Promise(Generic[ResultT]):
         For code built on the standard library (``concurrent.futures.wait``, ``as_completed``,
         ``asyncio.wrap_future``). An aborted promise shows as a cancelled future; the future's
         ``cancel()`` aborts the request (see :meth:`abort`) and returns whether it did.
+
+        The future finishes, and its done-callbacks run, on the service's callback thread (the
+        one running ``completed_callback``), so a callback that blocks delays only other
+        callbacks, never results.
         """
         future: _PromiseFuture[ResultT] = _PromiseFuture(self)
-        if not self._listen(future):
+        with STATE_LOCK:
+            pending = self._state == PENDING
+            if pending and self._owner is None:  # no service: whoever settles it mirrors it
+                self._add_waiter(future)
+            elif pending:
+                # Mirrored on the service's callback thread: the future's done-callbacks are
+                # user code and must not hold up the thread that delivers results.
+                self._add_callback(future.completed)
+        if not pending:
             future.mirror()
         return future
 
@@ -205,6 +217,13 @@ class Promise(Generic[ResultT]):
             waiters.append(listener)
         else:
             self._waiters = [waiters, listener]
+
+    def _add_callback(self, callback: Callable[[Promise[Any]], object]) -> None:
+        """Adds a completed callback to a pending promise. Call with :data:`STATE_LOCK` held."""
+        if self._callbacks is None:
+            self._callbacks = [callback]
+        else:
+            self._callbacks.append(callback)
 
     def _unlisten(self, listener: _Listener) -> None:
         with STATE_LOCK:
@@ -250,12 +269,20 @@ class _PromiseFuture(concurrent.futures.Future[ResultT]):
     def __init__(self, promise: Promise[ResultT]) -> None:
         super().__init__()
         self._promise = promise
+        self._mirrored = False  # under STATE_LOCK
 
     def add(self, promises: list[Promise[Any]]) -> None:
         self.mirror()
 
+    def completed(self, promise: Promise[Any]) -> None:
+        self.mirror()
+
     def mirror(self) -> None:
-        """Copies the finished promise's outcome into the future."""
+        """Copies the finished promise's outcome into the future, once."""
+        with STATE_LOCK:
+            if self._mirrored:
+                return
+            self._mirrored = True
         promise = self._promise
         state = promise._state
         if state == DONE:
@@ -268,8 +295,8 @@ class _PromiseFuture(concurrent.futures.Future[ResultT]):
 
     def cancel(self) -> bool:
         """Aborts the request; True if the future is cancelled now."""
-        if not self.done():
-            self._promise.abort()
+        if not self.done() and self._promise.abort():
+            self.mirror()  # now, not when the callback thread gets to it
         return self.cancelled()
 
 

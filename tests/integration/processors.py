@@ -104,3 +104,12 @@ def stamps(log_path) -> list[tuple[str, float, int]]:
         request, started, pid = line.rsplit(" ", 2)
         rows.append((request, float(started), int(pid)))
     return rows
+
+
+class WaitsForFile(Processor):
+    """Returns each request, a file path, once that file exists."""
+
+    def process(self, request):
+        while not Path(request).exists():
+            time.sleep(0.01)
+        return request

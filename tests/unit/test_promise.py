@@ -159,3 +159,14 @@ def test_a_finished_promise_never_reads_as_done_without_its_result(reader):
     finally:
         sys.setswitchinterval(interval)
     assert misread == []
+
+
+def test_the_future_of_a_promise_without_a_service_finishes_with_it():
+    done, aborted, cancelled = Promise("a"), Promise("b"), Promise("c")
+    futures = [done.future(), aborted.future(), cancelled.future()]
+    finish(done, DONE, 1)
+    aborted.abort()
+    assert futures[2].cancel()
+    assert futures[0].result(timeout=0) == 1
+    assert futures[1].cancelled() and futures[2].cancelled() and cancelled.is_aborted()
+    assert done.future().result(timeout=0) == 1
