@@ -524,8 +524,9 @@ class ProcessorService(Generic[RequestT, ResultT]):
         Raises:
             ServiceNotRunningError: before ``start()`` or after ``stop()``.
             TypeError: the request is unhashable (pass ``key=`` to the service) or cannot be
-                pickled. Nothing else is affected.
+                pickled, or ``completed_callback`` is not callable. Nothing else is affected.
         """
+        _check_callback(completed_callback)
         return self._running_client().queue((request,), completed_callback)[0]
 
     def queue_requests(
@@ -535,9 +536,11 @@ class ProcessorService(Generic[RequestT, ResultT]):
     ) -> list[Promise[ResultT]]:
         """Queues many requests at once, the fast path; one promise per request, in order.
 
-        The requests are checked first: if one is unhashable or unpicklable, a ``TypeError``
-        is raised and none is queued. Otherwise as :meth:`queue_request`.
+        The requests are checked first: if one is unhashable or unpicklable, or
+        ``completed_callback`` is not callable, a ``TypeError`` is raised and none is queued.
+        Otherwise as :meth:`queue_request`.
         """
+        _check_callback(completed_callback)
         return self._running_client().queue(requests, completed_callback)
 
     def _running_client(self) -> Client:
@@ -654,6 +657,13 @@ def _leave_all_at_exit() -> None:
             service._leave(at_exit=True)
         except Exception:
             logger.debug("leaving %r at exit failed", service, exc_info=True)
+
+
+def _check_callback(callback: object) -> None:
+    if callback is not None and not callable(callback):
+        raise TypeError(
+            f"completed_callback must be a function taking the promise, or None; got {callback!r}"
+        )
 
 
 def _qualified_name(cls: type) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import threading
 
+import pytest
+
 from raypw import PromiseSet
 from tests.integration.processors import Recorder, WaitsForFile
 
@@ -99,3 +101,13 @@ def test_a_blocking_future_callback_does_not_hold_up_other_results(make_service,
     assert second.get_result(timeout=30) == str(second_gate)
     assert service.queue_request(str(first_gate)).get_result(timeout=30) == str(first_gate)
     assert unblocked.wait(30) and seen == [str(second_gate)]
+
+
+def test_a_callback_that_is_not_callable_is_refused_and_nothing_is_queued(make_service):
+    service = make_service(Recorder, parallel_workers=1)
+    with pytest.raises(TypeError, match="completed_callback"):
+        service.queue_request("one", completed_callback="print")
+    with pytest.raises(TypeError, match="completed_callback"):
+        service.queue_requests(["two", "three"], completed_callback=42)
+    assert service.stats().pending == 0
+    assert service.queue_request("one").get_result(timeout=30)["request"] == "one"
