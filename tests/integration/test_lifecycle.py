@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -20,9 +21,10 @@ from raypw import (
     PromiseAbortedError,
     ServiceNotRunningError,
     ServiceStartError,
+    WorkerDiedError,
 )
 from tests.integration.conftest import alive_raypw_actors, processed
-from tests.integration.processors import BrokenConstructor, Recorder
+from tests.integration.processors import BrokenConstructor, Recorder, Stamper
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -275,3 +277,38 @@ def test_starting_a_twin_of_a_running_service_warns(caplog):
         assert "re-run cell" in twin_warnings[0].message
     finally:
         first.stop()
+
+
+def _raypw_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name.startswith("raypw")}
+
+
+def test_stop_ends_the_threads_of_a_service_another_program_shut_down():
+    before = _raypw_threads()
+    for cycle in range(3):
+        owner = ProcessorService(Recorder, parallel_workers=1, name=f"ended-{cycle}").start()
+        pending = owner.queue_request("slow:30")
+        ProcessorService.connect(f"ended-{cycle}").stop(shutdown=True)
+        with pytest.raises(PromiseAbortedError):
+            pending.get_result(timeout=60)  # the owner has heard the service is gone
+        owner.stop()
+    assert _raypw_threads() == before
+    assert alive_raypw_actors() == []
+
+
+def test_stop_ends_the_threads_of_a_service_whose_coordinator_could_not_be_replaced(tmp_path):
+    log, broken = tmp_path / "log", tmp_path / "broken"
+    before = _raypw_threads()
+    for _ in range(3):
+        broken.unlink(missing_ok=True)
+        service = ProcessorService(
+            Stamper, parallel_workers=1, processor_class_init_args=(str(log), None, str(broken))
+        ).start()
+        pending = service.queue_request("sleep30")
+        broken.touch()  # from now on no processor can be built
+        ray.kill(service._coordinator)
+        with pytest.raises(WorkerDiedError, match="could not be replaced"):
+            pending.get_result(timeout=60)
+        service.stop()
+    assert _raypw_threads() == before
+    assert alive_raypw_actors() == []
