@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -311,4 +312,69 @@ def test_stop_ends_the_threads_of_a_service_whose_coordinator_could_not_be_repla
             pending.get_result(timeout=60)
         service.stop()
     assert _raypw_threads() == before
+    assert alive_raypw_actors() == []
+
+
+def _wait_until_stop_waits(thread_id: int, timeout: float = 60) -> None:
+    """Returns once the thread ``thread_id`` waits inside ``stop()`` (read off its stack)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        frame = sys._current_frames().get(thread_id)
+        names = []
+        while frame is not None:
+            names.append(frame.f_code.co_name)
+            frame = frame.f_back
+        if names and names[0] == "wait" and "stop" in names:
+            return
+        time.sleep(0.01)
+    raise AssertionError("stop() did not wait")
+
+
+def test_an_interrupted_stop_can_be_repeated_and_ends_everything():
+    before = _raypw_threads()
+    service = ProcessorService(Recorder, parallel_workers=1).start()
+    promise = service.queue_request("slow:3")
+    main = threading.get_ident()
+
+    def interrupt_once_stop_waits() -> None:  # Ctrl-C while stop() waits for the work
+        _wait_until_stop_waits(main)
+        signal.pthread_kill(main, signal.SIGINT)
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    helper = threading.Thread(target=interrupt_once_stop_waits)
+    helper.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            service.stop()
+    finally:
+        helper.join()
+        signal.signal(signal.SIGINT, previous)
+    assert not service.running
+    service.stop()  # finishes the job: waits for the work, then ends everything
+    assert alive_raypw_actors() == []
+    assert _raypw_threads() == before
+    assert promise.get_result(timeout=0)["request"] == "slow:3"
+
+
+def test_stop_at_once_from_another_thread_ends_a_stop_that_waits(make_service):
+    service = make_service(Recorder, parallel_workers=1)
+    promises = service.queue_requests(["slow:60", "next"])
+    errors: list[BaseException] = []
+
+    def stop(**kwargs) -> None:
+        try:
+            service.stop(**kwargs)
+        except BaseException as exc:
+            errors.append(exc)
+
+    waiting = threading.Thread(target=stop)
+    waiting.start()
+    _wait_until_stop_waits(waiting.ident)
+    at_once = threading.Thread(target=stop, kwargs={"wait": False})
+    at_once.start()
+    at_once.join(30)
+    waiting.join(30)
+    assert not at_once.is_alive() and not waiting.is_alive()
+    assert errors == []
+    assert all(p.is_aborted() for p in promises)
     assert alive_raypw_actors() == []
