@@ -26,11 +26,13 @@ import atexit
 import enum
 import html
 import logging
+import queue
 import threading
 import time
 import uuid
 import weakref
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from concurrent.futures import Future
 from types import TracebackType
 from typing import Any, Generic
 
@@ -69,6 +71,11 @@ NAMESPACE = "raypw"
 _ray_lock = threading.Lock()
 _ray_users = 0
 _ray_started_here = False
+# Linux sends a child process its parent-death signal when the *thread* that started it ends,
+# and Ray's raylet and GCS ask for SIGKILL then (PR_SET_PDEATHSIG). So Ray is started from
+# the main thread or from this one daemon thread, which lives as long as the process; never
+# from a thread that may end (a web framework's startup hook). Guarded by _ray_lock.
+_lasting_thread_calls: queue.SimpleQueue[tuple[Callable[[], object], Future[object]]] | None = None
 # Services running in this process, for the exit hook (registered once Ray is imported, so
 # that it runs before Ray's own shutdown at exit).
 _live_services: weakref.WeakSet[ProcessorService[Any, Any]] = weakref.WeakSet()
@@ -181,7 +188,8 @@ class ProcessorService(Generic[RequestT, ResultT]):
         """Starts the coordinator and the workers and waits until every processor is built.
 
         Calls ``ray.init()`` first if Ray is not running in this process (honouring
-        ``address`` and ``RAY_ADDRESS``).
+        ``address`` and ``RAY_ADDRESS``). Works from any thread, also one that ends right
+        after (Ray is then started from a raypw thread that lives as long as the process).
 
         Returns:
             The service itself, so ``svc = ProcessorService(...).start()`` works.
@@ -218,7 +226,10 @@ class ProcessorService(Generic[RequestT, ResultT]):
 
         with _ray_lock:
             if not ray.is_initialized():
-                ray.init(address=self.config.address, logging_level=logging.WARNING)
+                address = self.config.address
+                _in_a_lasting_thread(
+                    lambda: ray.init(address=address, logging_level=logging.WARNING)
+                )
                 _ray_started_here = True
                 _ray_users = 0
             if _ray_started_here:
@@ -652,6 +663,33 @@ def _replacer(service: ProcessorService[Any, Any]) -> Callable[[BaseException], 
         return found._replace_coordinator(cause)
 
     return replace
+
+
+def _in_a_lasting_thread(call: Callable[[], object]) -> None:
+    """Runs ``call`` in this thread if it is the main thread, else in raypw's daemon thread that
+    lives as long as the process ("raypw-ray"); raises what ``call`` raised. Call with
+    ``_ray_lock`` held."""
+    global _lasting_thread_calls
+    if threading.current_thread() is threading.main_thread():
+        call()
+        return
+    if _lasting_thread_calls is None:
+        _lasting_thread_calls = queue.SimpleQueue()
+        threading.Thread(
+            target=_run_calls, args=(_lasting_thread_calls,), name="raypw-ray", daemon=True
+        ).start()
+    done: Future[object] = Future()
+    _lasting_thread_calls.put((call, done))
+    done.result()
+
+
+def _run_calls(calls: queue.SimpleQueue[tuple[Callable[[], object], Future[object]]]) -> None:
+    while True:
+        call, done = calls.get()
+        try:
+            done.set_result(call())
+        except BaseException as exc:  # handed to the caller, which raises it
+            done.set_exception(exc)
 
 
 def _track(service: ProcessorService[Any, Any]) -> None:

@@ -378,3 +378,53 @@ def test_stop_at_once_from_another_thread_ends_a_stop_that_waits(make_service):
     assert errors == []
     assert all(p.is_aborted() for p in promises)
     assert alive_raypw_actors() == []
+
+
+def test_a_service_started_from_a_thread_that_ends_keeps_working():
+    # A web framework's startup hook or a notebook helper starts the service and its thread
+    # ends. Linux sends the parent-death signal when the *thread* that started a child process
+    # ends, and Ray's raylet and GCS ask for SIGKILL then.
+    result = _run_driver(
+        """
+        import os, threading, time
+        from raypw import ProcessorService
+        from tests.integration.processors import Echo
+
+        def ray_daemons():
+            alive = set()
+            for pid in filter(str.isdigit, os.listdir("/proc")):
+                try:
+                    stat = open(f"/proc/{pid}/stat").read()
+                except OSError:
+                    continue
+                name = stat[stat.index("(") + 1 : stat.rindex(")")]
+                state, ppid = stat[stat.rindex(")") + 2 :].split()[:2]
+                if int(ppid) == os.getpid() and state != "Z":
+                    alive.add(name)
+            return sorted(alive & {"raylet", "gcs_server"})
+
+        def start_in_hook():
+            started["service"] = ProcessorService(Echo, parallel_workers=1).start()
+
+        started = {}
+        hook = threading.Thread(target=start_in_hook)
+        hook.start()
+        hook.join()
+        while os.path.exists(f"/proc/self/task/{hook.native_id}"):  # until the thread is gone
+            time.sleep(0.01)
+        service = started["service"]
+        promises = service.queue_requests([f"r{i}" for i in range(20)])
+        print("last:", [p.get_result(timeout=60) for p in promises][-1])
+        print("ray daemons alive:", ray_daemons())
+        with ProcessorService(Echo, parallel_workers=1) as other:  # hung when they had died
+            print("next:", other.queue_request("again").get_result(timeout=60))
+        service.stop()
+        print("stopped")
+        """,
+        RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "last: r19 processed." in result.stdout
+    assert "ray daemons alive: ['gcs_server', 'raylet']" in result.stdout
+    assert "next: again processed." in result.stdout
+    assert "stopped" in result.stdout
