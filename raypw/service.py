@@ -483,9 +483,10 @@ class ProcessorService(Generic[RequestT, ResultT]):
         self._end(False, None, end_actors=end_actors, hand_over=detached)
 
     def __del__(self) -> None:
-        if getattr(self, "_state", None) is not _Lifecycle.RUNNING:
+        state = getattr(self, "_state", None)
+        if state is not _Lifecycle.RUNNING and state is not _Lifecycle.STOPPING:
             return
-        if not self.config.detached:
+        if state is _Lifecycle.RUNNING and not self.config.detached:
             logger.warning(
                 "%r was garbage-collected while running; stopping it (call stop() or use "
                 "'with ProcessorService(...) as svc:' to stop it yourself)",

@@ -330,7 +330,8 @@ def _wait_until_stop_waits(thread_id: int, timeout: float = 60) -> None:
     raise AssertionError("stop() did not wait")
 
 
-def test_an_interrupted_stop_can_be_repeated_and_ends_everything():
+@pytest.mark.parametrize("then", ["stop again", "let go of it"])
+def test_an_interrupted_stop_can_be_repeated_and_ends_everything(then):
     before = _raypw_threads()
     service = ProcessorService(Recorder, parallel_workers=1).start()
     promise = service.queue_request("slow:3")
@@ -350,10 +351,15 @@ def test_an_interrupted_stop_can_be_repeated_and_ends_everything():
         helper.join()
         signal.signal(signal.SIGINT, previous)
     assert not service.running
-    service.stop()  # finishes the job: waits for the work, then ends everything
+    if then == "stop again":
+        service.stop()  # finishes the job: waits for the work, then ends everything
+        assert promise.get_result(timeout=0)["request"] == "slow:3"
+    else:
+        del service
+        gc.collect()
+        assert promise.is_aborted()
     assert alive_raypw_actors() == []
     assert _raypw_threads() == before
-    assert promise.get_result(timeout=0)["request"] == "slow:3"
 
 
 def test_stop_at_once_from_another_thread_ends_a_stop_that_waits(make_service):
