@@ -149,9 +149,13 @@ class Client:
     def close(
         self, wait: bool = True, timeout: float | None = None, hand_over: bool = False
     ) -> None:
-        """Stops taking requests; waits for pending ones (``wait``) or aborts them.
+        """Stops taking requests; waits for pending ones (``wait``) or aborts them; ends the
+        client's threads.
 
-        Pending promises still unfinished when ``timeout`` runs out are aborted.
+        Pending promises still unfinished when ``timeout`` runs out are aborted. Safe to call
+        again, from any thread, also while another call waits or after one was interrupted:
+        each call ends whatever is left, including the threads of a client that already
+        stopped taking requests because the service ended.
 
         Args:
             wait: Wait for pending promises first.
@@ -163,14 +167,13 @@ class Client:
         import ray
 
         with STATE_LOCK:
-            if not self._open:
-                return
             self._open = False
             if wait:
                 self._idle.wait_for(lambda: not self._by_id, timeout)
             self._stopped = True
             self._outbox_ready.notify_all()
-        if hand_over:
+            connected = self._broken is None  # else the coordinator is gone
+        if hand_over and connected:
             self._hand_over()
         notes = Notes()
         with STATE_LOCK:
@@ -179,12 +182,14 @@ class Client:
                 settle(promise, ABORTED, None, notes)
             self._outbox.clear()
         self._deliver(notes)
-        leave = self._coordinator.leave if hand_over else self._coordinator.disconnect
-        try:
-            ray.get(leave.remote(self.client_id), timeout=10)
-        except Exception:  # the coordinator may be gone already
-            logger.debug("disconnect failed", exc_info=True)
-        self._callbacks.put(None)
+        if connected:
+            leave = self._coordinator.leave if hand_over else self._coordinator.disconnect
+            try:
+                ray.get(leave.remote(self.client_id), timeout=10)
+            except Exception:  # the coordinator may be gone already
+                logger.debug("disconnect failed", exc_info=True)
+        if self._threads:
+            self._callbacks.put(None)
         for thread in self._threads:
             if thread is not threading.current_thread():
                 thread.join(timeout=10)

@@ -169,9 +169,21 @@ class Promise(Generic[ResultT]):
         For code built on the standard library (``concurrent.futures.wait``, ``as_completed``,
         ``asyncio.wrap_future``). An aborted promise shows as a cancelled future; the future's
         ``cancel()`` aborts the request (see :meth:`abort`) and returns whether it did.
+
+        The future finishes, and its done-callbacks run, on the service's callback thread (the
+        one running ``completed_callback``), so a callback that blocks delays only other
+        callbacks, never results.
         """
         future: _PromiseFuture[ResultT] = _PromiseFuture(self)
-        if not self._listen(future):
+        with STATE_LOCK:
+            pending = self._state == PENDING
+            if pending and self._owner is None:  # no service: whoever settles it mirrors it
+                self._add_waiter(future)
+            elif pending:
+                # Mirrored on the service's callback thread: the future's done-callbacks are
+                # user code and must not hold up the thread that delivers results.
+                self._add_callback(future.completed)
+        if not pending:
             future.mirror()
         return future
 
@@ -209,6 +221,13 @@ class Promise(Generic[ResultT]):
             waiters.append(listener)
         else:
             self._waiters = [waiters, listener]
+
+    def _add_callback(self, callback: Callable[[Promise[Any]], object]) -> None:
+        """Adds a completed callback to a pending promise. Call with :data:`STATE_LOCK` held."""
+        if self._callbacks is None:
+            self._callbacks = [callback]
+        else:
+            self._callbacks.append(callback)
 
     def _unlisten(self, listener: _Listener) -> None:
         with STATE_LOCK:
@@ -254,12 +273,20 @@ class _PromiseFuture(concurrent.futures.Future[ResultT]):
     def __init__(self, promise: Promise[ResultT]) -> None:
         super().__init__()
         self._promise = promise
+        self._mirrored = False  # under STATE_LOCK
 
     def add(self, promises: list[Promise[Any]]) -> None:
         self.mirror()
 
+    def completed(self, promise: Promise[Any]) -> None:
+        self.mirror()
+
     def mirror(self) -> None:
-        """Copies the finished promise's outcome into the future."""
+        """Copies the finished promise's outcome into the future, once."""
+        with STATE_LOCK:
+            if self._mirrored:
+                return
+            self._mirrored = True
         promise = self._promise
         state = promise._state
         if state == DONE:
@@ -272,8 +299,8 @@ class _PromiseFuture(concurrent.futures.Future[ResultT]):
 
     def cancel(self) -> bool:
         """Aborts the request; True if the future is cancelled now."""
-        if not self.done():
-            self._promise.abort()
+        if not self.done() and self._promise.abort():
+            self.mirror()  # now, not when the callback thread gets to it
         return self.cancelled()
 
 
@@ -326,13 +353,15 @@ class Notes:
 def settle(promise: Promise[Any], state: int, value: Any, notes: Notes) -> None:
     """Moves a pending promise to a final state. Call with :data:`STATE_LOCK` held."""
     global _sequence
+    # The value goes in before the state: get_result(), await and done() read a finished
+    # promise without the lock, and must never find it finished without its value.
+    promise._value = value
+    _sequence += 1
+    promise._seq = _sequence
     promise._state = state
     settled = getattr(promise._owner, "settled", None)
     if settled is not None:
         settled[state] += 1
-    promise._value = value
-    _sequence += 1
-    promise._seq = _sequence
     if promise._event is not None:
         notes.events.append(promise._event)
     waiters = promise._waiters

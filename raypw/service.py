@@ -23,13 +23,16 @@
 from __future__ import annotations
 
 import atexit
+import enum
 import html
 import logging
+import queue
 import threading
 import time
 import uuid
 import weakref
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from concurrent.futures import Future
 from types import TracebackType
 from typing import Any, Generic
 
@@ -44,7 +47,17 @@ __all__ = ["ProcessorService"]
 
 logger = logging.getLogger("raypw")
 
-_NEW, _RUNNING, _STOPPED = "new", "running", "stopped"
+
+class _Lifecycle(enum.Enum):
+    """Where a service object is: NEW -> RUNNING -> STOPPING -> STOPPED (NEW -> STOPPED if
+    stopped before it started). STOPPED is never left; STOPPING is left only for STOPPED."""
+
+    NEW = "new"
+    RUNNING = "running"
+    STOPPING = "stopping"  # stop() began and has not finished (it may have been interrupted)
+    STOPPED = "stopped"
+
+
 # A coordinator that dies within CRASH_LOOP_SECONDS of replacing the previous one counts as a
 # crash loop; after CRASH_LOOP_LIMIT of those in a row the service gives up and fails what is
 # pending, rather than restart forever. Deaths further apart are always recovered from.
@@ -58,6 +71,11 @@ NAMESPACE = "raypw"
 _ray_lock = threading.Lock()
 _ray_users = 0
 _ray_started_here = False
+# Linux sends a child process its parent-death signal when the *thread* that started it ends,
+# and Ray's raylet and GCS ask for SIGKILL then (PR_SET_PDEATHSIG). So Ray is started from
+# the main thread or from this one daemon thread, which lives as long as the process; never
+# from a thread that may end (a web framework's startup hook). Guarded by _ray_lock.
+_lasting_thread_calls: queue.SimpleQueue[tuple[Callable[[], object], Future[object]]] | None = None
 # Services running in this process, for the exit hook (registered once Ray is imported, so
 # that it runs before Ray's own shutdown at exit).
 _live_services: weakref.WeakSet[ProcessorService[Any, Any]] = weakref.WeakSet()
@@ -158,7 +176,7 @@ class ProcessorService(Generic[RequestT, ResultT]):
         self._recoveries = 0
         self._replaced_at = -CRASH_LOOP_SECONDS
         self._crash_loop = 0
-        self._state = _NEW
+        self._state = _Lifecycle.NEW
         self._coordinator: Any = None
         self._client: Client | None = None
         self._uses_our_ray = False
@@ -170,7 +188,8 @@ class ProcessorService(Generic[RequestT, ResultT]):
         """Starts the coordinator and the workers and waits until every processor is built.
 
         Calls ``ray.init()`` first if Ray is not running in this process (honouring
-        ``address`` and ``RAY_ADDRESS``).
+        ``address`` and ``RAY_ADDRESS``). Works from any thread, also one that ends right
+        after (Ray is then started from a raypw thread that lives as long as the process).
 
         Returns:
             The service itself, so ``svc = ProcessorService(...).start()`` works.
@@ -181,8 +200,10 @@ class ProcessorService(Generic[RequestT, ResultT]):
             RuntimeError: the service was started before.
         """
         with self._lock:
-            if self._state != _NEW:
-                raise RuntimeError(f"the service is {self._state}; a service starts only once")
+            if self._state is not _Lifecycle.NEW:
+                raise RuntimeError(
+                    f"the service is {self._state.value}; a service starts only once"
+                )
             self._use_ray()
             try:
                 self._coordinator, self._worker_pids = self._start_coordinator()
@@ -192,7 +213,7 @@ class ProcessorService(Generic[RequestT, ResultT]):
                 self._end_actors()
                 self._release_ray()
                 raise
-            self._state = _RUNNING
+            self._state = _Lifecycle.RUNNING
             _track(self)
         logger.info(
             "raypw service started: %d x %s", len(self._worker_pids), self.processor_class.__name__
@@ -205,7 +226,10 @@ class ProcessorService(Generic[RequestT, ResultT]):
 
         with _ray_lock:
             if not ray.is_initialized():
-                ray.init(address=self.config.address, logging_level=logging.WARNING)
+                address = self.config.address
+                _in_a_lasting_thread(
+                    lambda: ray.init(address=address, logging_level=logging.WARNING)
+                )
                 _ray_started_here = True
                 _ray_users = 0
             if _ray_started_here:
@@ -285,7 +309,7 @@ class ProcessorService(Generic[RequestT, ResultT]):
         import ray
 
         with self._recover_lock:
-            if self._state != _RUNNING:
+            if self._state is not _Lifecycle.RUNNING:
                 raise ServiceNotRunningError("the service is stopping")
             now = time.monotonic()
             quick = now - self._replaced_at < CRASH_LOOP_SECONDS
@@ -379,13 +403,17 @@ class ProcessorService(Generic[RequestT, ResultT]):
         self._worker_pids = ray.get(coordinator.worker_pids.remote())
         self._client = Client(coordinator, self._key, _replacer(self))
         self._client.open()
-        self._state = _RUNNING
+        self._state = _Lifecycle.RUNNING
         _track(self)
 
     def stop(
         self, wait: bool = True, timeout: float | None = None, *, shutdown: bool | None = None
     ) -> None:
         """Stops the service. Safe to call more than once, and before ``start()``.
+
+        Thread-safe. A ``stop()`` that was interrupted while it waited (Ctrl-C) leaves the
+        service stopping, not stopped: call ``stop()`` again to finish. ``stop(wait=False)``
+        from another thread ends a ``stop()`` that waits, which then returns too.
 
         Args:
             wait: True lets every queued request of this program finish first; False stops
@@ -398,17 +426,37 @@ class ProcessorService(Generic[RequestT, ResultT]):
                 pending promises aborted when the service shuts down.
         """
         with self._lock:
-            if self._state == _STOPPED:
-                return
-            previous, self._state = self._state, _STOPPED
-            if previous == _NEW:
-                return
-            if self._client is not None:
-                self._client.close(wait=wait, timeout=timeout)
-            if self._owner if shutdown is None else shutdown:
+            if self._state is _Lifecycle.NEW:
+                self._state = _Lifecycle.STOPPED
+        end_actors = self._owner if shutdown is None else shutdown
+        if self._end(wait, timeout, end_actors=end_actors, hand_over=False):
+            logger.info("raypw service stopped")
+
+    def _end(self, wait: bool, timeout: float | None, end_actors: bool, hand_over: bool) -> bool:
+        """Closes the client, then ends the actors (``end_actors``) and lets go of Ray.
+
+        The lifecycle lock is not held while the client closes, so another thread's
+        ``stop(wait=False)`` can end a wait; a call that was interrupted leaves the service
+        STOPPING and the next call does what is left.
+
+        Returns:
+            True if this call finished the job; False if the service was not running (or
+            another call finished it meanwhile).
+        """
+        with self._lock:
+            if self._state not in (_Lifecycle.RUNNING, _Lifecycle.STOPPING):
+                return False
+            self._state = _Lifecycle.STOPPING
+        if self._client is not None:
+            self._client.close(wait=wait, timeout=timeout, hand_over=hand_over)
+        with self._lock:
+            if self._state is _Lifecycle.STOPPED:
+                return False
+            if end_actors:
                 self._end_actors()
             self._release_ray()
-        logger.info("raypw service stopped")
+            self._state = _Lifecycle.STOPPED
+        return True
 
     def _leave(self, at_exit: bool = False) -> None:
         """This program lets go of the service without stop(): at exit, or when the service
@@ -418,20 +466,15 @@ class ProcessorService(Generic[RequestT, ResultT]):
         running, with the requests this program queued; any other service's workers end, as
         Ray ends the actors a program owned when it exits.
         """
-        with self._lock:
-            if self._state != _RUNNING:
-                return
-            self._state = _STOPPED
-            if self._client is not None:
-                self._client.close(wait=False, hand_over=self.config.detached)
-            if self._owner and not self.config.detached and not at_exit:
-                self._end_actors()  # at exit, Ray ends them with the program
-            self._release_ray()
+        detached = self.config.detached
+        end_actors = self._owner and not detached and not at_exit  # at exit, Ray ends them
+        self._end(False, None, end_actors=end_actors, hand_over=detached)
 
     def __del__(self) -> None:
-        if getattr(self, "_state", None) != _RUNNING:
+        state = getattr(self, "_state", None)
+        if state is not _Lifecycle.RUNNING and state is not _Lifecycle.STOPPING:
             return
-        if not self.config.detached:
+        if state is _Lifecycle.RUNNING and not self.config.detached:
             logger.warning(
                 "%r was garbage-collected while running; stopping it (call stop() or use "
                 "'with ProcessorService(...) as svc:' to stop it yourself)",
@@ -446,7 +489,7 @@ class ProcessorService(Generic[RequestT, ResultT]):
         import ray
 
         with self._recover_lock:
-            coordinator, self._coordinator = self._coordinator, None
+            coordinator = self._coordinator
         if coordinator is None:
             return
         try:
@@ -454,9 +497,12 @@ class ProcessorService(Generic[RequestT, ResultT]):
         except Exception:
             logger.debug("coordinator shutdown failed", exc_info=True)
         ray.kill(coordinator)
+        with self._recover_lock:  # only now: an interrupted call leaves it to the next one
+            if self._coordinator is coordinator:
+                self._coordinator = None
 
     def __enter__(self) -> ProcessorService[RequestT, ResultT]:
-        if self._state == _NEW:
+        if self._state is _Lifecycle.NEW:
             self.start()
         return self
 
@@ -475,7 +521,7 @@ class ProcessorService(Generic[RequestT, ResultT]):
         import ray
 
         coordinator = self._coordinator
-        if coordinator is None or self._state != _RUNNING:
+        if coordinator is None or self._state is not _Lifecycle.RUNNING:
             return []
         try:
             pids: list[int] = ray.get(coordinator.worker_pids.remote(), timeout=10)
@@ -486,7 +532,7 @@ class ProcessorService(Generic[RequestT, ResultT]):
     @property
     def running(self) -> bool:
         """True between ``start()`` and ``stop()``."""
-        return self._state == _RUNNING
+        return self._state is _Lifecycle.RUNNING
 
     # -- requests --------------------------------------------------------------------------
 
@@ -512,8 +558,9 @@ class ProcessorService(Generic[RequestT, ResultT]):
         Raises:
             ServiceNotRunningError: before ``start()`` or after ``stop()``.
             TypeError: the request is unhashable (pass ``key=`` to the service) or cannot be
-                pickled. Nothing else is affected.
+                pickled, or ``completed_callback`` is not callable. Nothing else is affected.
         """
+        _check_callback(completed_callback)
         return self._running_client().queue((request,), completed_callback)[0]
 
     def queue_requests(
@@ -523,9 +570,11 @@ class ProcessorService(Generic[RequestT, ResultT]):
     ) -> list[Promise[ResultT]]:
         """Queues many requests at once, the fast path; one promise per request, in order.
 
-        The requests are checked first: if one is unhashable or unpicklable, a ``TypeError``
-        is raised and none is queued. Otherwise as :meth:`queue_request`.
+        The requests are checked first: if one is unhashable or unpicklable, or
+        ``completed_callback`` is not callable, a ``TypeError`` is raised and none is queued.
+        Otherwise as :meth:`queue_request`.
         """
+        _check_callback(completed_callback)
         return self._running_client().queue(requests, completed_callback)
 
     def _running_client(self) -> Client:
@@ -545,7 +594,7 @@ class ProcessorService(Generic[RequestT, ResultT]):
         import ray
 
         coordinator, client = self._coordinator, self._client
-        if coordinator is None or client is None or self._state != _RUNNING:
+        if coordinator is None or client is None or self._state is not _Lifecycle.RUNNING:
             raise ServiceNotRunningError("the service is not running")
         shared: dict[str, Any] = ray.get(coordinator.stats.remote(), timeout=30)
         mine = client.counts()
@@ -567,12 +616,11 @@ class ProcessorService(Generic[RequestT, ResultT]):
 
     def __repr__(self) -> str:
         name = f" name={self.config.name!r}" if self.config.name else ""
-        pending = (
-            f" pending={self._client.pending}" if self._state == _RUNNING and self._client else ""
-        )
+        running = self._state is _Lifecycle.RUNNING
+        pending = f" pending={self._client.pending}" if running and self._client else ""
         return (
             f"<ProcessorService {self.processor_class.__name__} "
-            f"workers={self.config.parallel_workers} {self._state}{name}{pending}>"
+            f"workers={self.config.parallel_workers} {self._state.value}{name}{pending}>"
         )
 
     def _repr_html_(self) -> str:
@@ -581,9 +629,9 @@ class ProcessorService(Generic[RequestT, ResultT]):
             f"ProcessorService {self.processor_class.__name__} "
             f"({self.config.parallel_workers} workers"
             + (f", name {self.config.name!r}" if self.config.name else "")
-            + f"): {self._state}"
+            + f"): {self._state.value}"
         )
-        if self._state != _RUNNING:
+        if self._state is not _Lifecycle.RUNNING:
             return f"<b>{title}</b>"
         try:
             table = self.stats()._repr_html_()
@@ -604,6 +652,33 @@ def _replacer(service: ProcessorService[Any, Any]) -> Callable[[BaseException], 
         return found._replace_coordinator(cause)
 
     return replace
+
+
+def _in_a_lasting_thread(call: Callable[[], object]) -> None:
+    """Runs ``call`` in this thread if it is the main thread, else in raypw's daemon thread that
+    lives as long as the process ("raypw-ray"); raises what ``call`` raised. Call with
+    ``_ray_lock`` held."""
+    global _lasting_thread_calls
+    if threading.current_thread() is threading.main_thread():
+        call()
+        return
+    if _lasting_thread_calls is None:
+        _lasting_thread_calls = queue.SimpleQueue()
+        threading.Thread(
+            target=_run_calls, args=(_lasting_thread_calls,), name="raypw-ray", daemon=True
+        ).start()
+    done: Future[object] = Future()
+    _lasting_thread_calls.put((call, done))
+    done.result()
+
+
+def _run_calls(calls: queue.SimpleQueue[tuple[Callable[[], object], Future[object]]]) -> None:
+    while True:
+        call, done = calls.get()
+        try:
+            done.set_result(call())
+        except BaseException as exc:  # handed to the caller, which raises it
+            done.set_exception(exc)
 
 
 def _track(service: ProcessorService[Any, Any]) -> None:
@@ -642,6 +717,13 @@ def _leave_all_at_exit() -> None:
             service._leave(at_exit=True)
         except Exception:
             logger.debug("leaving %r at exit failed", service, exc_info=True)
+
+
+def _check_callback(callback: object) -> None:
+    if callback is not None and not callable(callback):
+        raise TypeError(
+            f"completed_callback must be a function taking the promise, or None; got {callback!r}"
+        )
 
 
 def _qualified_name(cls: type) -> str:

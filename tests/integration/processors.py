@@ -213,3 +213,12 @@ class CancelAware(Processor):
             time.sleep(0.01)
         self.log_path.write_text("never cancelled\n")
         return "timed out"
+
+
+class WaitsForFile(Processor):
+    """Returns each request, a file path, once that file exists."""
+
+    def process(self, request):
+        while not Path(request).exists():
+            time.sleep(0.01)
+        return request

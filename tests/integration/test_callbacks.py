@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 import threading
 
+import pytest
+
 from raypw import PromiseSet
-from tests.integration.processors import Recorder
+from tests.integration.processors import Recorder, WaitsForFile
 
 
 def test_wait_for_all_calls_back_in_callers_thread_in_arrival_order(make_service):
@@ -76,3 +78,36 @@ def test_failing_callback_is_logged_and_others_still_run(make_service, caplog):
     assert (
         service.queue_request("still serving").get_result(timeout=30)["request"] == "still serving"
     )
+
+
+def test_a_blocking_future_callback_does_not_hold_up_other_results(make_service, tmp_path):
+    # A future's done-callback is user code: blocking in it (here on another promise's
+    # result) may delay other callbacks, never the delivery of results.
+    service = make_service(WaitsForFile, parallel_workers=2)
+    first_gate, second_gate = tmp_path / "first", tmp_path / "second"
+    first, second = service.queue_requests([str(first_gate), str(second_gate)])
+    blocking, unblocked = threading.Event(), threading.Event()
+    seen = []
+
+    def wait_for_second(future):
+        blocking.set()
+        seen.append(second.get_result(timeout=60))
+        unblocked.set()
+
+    first.future().add_done_callback(wait_for_second)
+    first_gate.touch()
+    assert blocking.wait(30)
+    second_gate.touch()
+    assert second.get_result(timeout=30) == str(second_gate)
+    assert service.queue_request(str(first_gate)).get_result(timeout=30) == str(first_gate)
+    assert unblocked.wait(30) and seen == [str(second_gate)]
+
+
+def test_a_callback_that_is_not_callable_is_refused_and_nothing_is_queued(make_service):
+    service = make_service(Recorder, parallel_workers=1)
+    with pytest.raises(TypeError, match="completed_callback"):
+        service.queue_request("one", completed_callback="print")
+    with pytest.raises(TypeError, match="completed_callback"):
+        service.queue_requests(["two", "three"], completed_callback=42)
+    assert service.stats().pending == 0
+    assert service.queue_request("one").get_result(timeout=30)["request"] == "one"

@@ -5,9 +5,11 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -20,9 +22,10 @@ from raypw import (
     PromiseAbortedError,
     ServiceNotRunningError,
     ServiceStartError,
+    WorkerDiedError,
 )
 from tests.integration.conftest import alive_raypw_actors, processed
-from tests.integration.processors import BrokenConstructor, Recorder
+from tests.integration.processors import BrokenConstructor, Recorder, Stamper
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -275,3 +278,159 @@ def test_starting_a_twin_of_a_running_service_warns(caplog):
         assert "re-run cell" in twin_warnings[0].message
     finally:
         first.stop()
+
+
+def _raypw_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name.startswith("raypw")}
+
+
+def test_stop_ends_the_threads_of_a_service_another_program_shut_down():
+    before = _raypw_threads()
+    for cycle in range(3):
+        owner = ProcessorService(Recorder, parallel_workers=1, name=f"ended-{cycle}").start()
+        pending = owner.queue_request("slow:30")
+        ProcessorService.connect(f"ended-{cycle}").stop(shutdown=True)
+        with pytest.raises(PromiseAbortedError):
+            pending.get_result(timeout=60)  # the owner has heard the service is gone
+        owner.stop()
+    assert _raypw_threads() == before
+    assert alive_raypw_actors() == []
+
+
+def test_stop_ends_the_threads_of_a_service_whose_coordinator_could_not_be_replaced(tmp_path):
+    log, broken = tmp_path / "log", tmp_path / "broken"
+    before = _raypw_threads()
+    for _ in range(3):
+        broken.unlink(missing_ok=True)
+        service = ProcessorService(
+            Stamper, parallel_workers=1, processor_class_init_args=(str(log), None, str(broken))
+        ).start()
+        pending = service.queue_request("sleep30")
+        broken.touch()  # from now on no processor can be built
+        ray.kill(service._coordinator)
+        with pytest.raises(WorkerDiedError, match="could not be replaced"):
+            pending.get_result(timeout=60)
+        service.stop()
+    assert _raypw_threads() == before
+    assert alive_raypw_actors() == []
+
+
+def _wait_until_stop_waits(thread_id: int, timeout: float = 60) -> None:
+    """Returns once the thread ``thread_id`` waits inside ``stop()`` (read off its stack)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        frame = sys._current_frames().get(thread_id)
+        names = []
+        while frame is not None:
+            names.append(frame.f_code.co_name)
+            frame = frame.f_back
+        if names and names[0] == "wait" and "stop" in names:
+            return
+        time.sleep(0.01)
+    raise AssertionError("stop() did not wait")
+
+
+@pytest.mark.parametrize("then", ["stop again", "let go of it"])
+def test_an_interrupted_stop_can_be_repeated_and_ends_everything(then):
+    before = _raypw_threads()
+    service = ProcessorService(Recorder, parallel_workers=1).start()
+    promise = service.queue_request("slow:3")
+    main = threading.get_ident()
+
+    def interrupt_once_stop_waits() -> None:  # Ctrl-C while stop() waits for the work
+        _wait_until_stop_waits(main)
+        signal.pthread_kill(main, signal.SIGINT)
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    helper = threading.Thread(target=interrupt_once_stop_waits)
+    helper.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            service.stop()
+    finally:
+        helper.join()
+        signal.signal(signal.SIGINT, previous)
+    assert not service.running
+    if then == "stop again":
+        service.stop()  # finishes the job: waits for the work, then ends everything
+        assert promise.get_result(timeout=0)["request"] == "slow:3"
+    else:
+        del service
+        gc.collect()
+        assert promise.is_aborted()
+    assert alive_raypw_actors() == []
+    assert _raypw_threads() == before
+
+
+def test_stop_at_once_from_another_thread_ends_a_stop_that_waits(make_service):
+    service = make_service(Recorder, parallel_workers=1)
+    promises = service.queue_requests(["slow:60", "next"])
+    errors: list[BaseException] = []
+
+    def stop(**kwargs) -> None:
+        try:
+            service.stop(**kwargs)
+        except BaseException as exc:
+            errors.append(exc)
+
+    waiting = threading.Thread(target=stop)
+    waiting.start()
+    _wait_until_stop_waits(waiting.ident)
+    at_once = threading.Thread(target=stop, kwargs={"wait": False})
+    at_once.start()
+    at_once.join(30)
+    waiting.join(30)
+    assert not at_once.is_alive() and not waiting.is_alive()
+    assert errors == []
+    assert all(p.is_aborted() for p in promises)
+    assert alive_raypw_actors() == []
+
+
+def test_a_service_started_from_a_thread_that_ends_keeps_working():
+    # A web framework's startup hook or a notebook helper starts the service and its thread
+    # ends. Linux sends the parent-death signal when the *thread* that started a child process
+    # ends, and Ray's raylet and GCS ask for SIGKILL then.
+    result = _run_driver(
+        """
+        import os, threading, time
+        from raypw import ProcessorService
+        from tests.integration.processors import Echo
+
+        def ray_daemons():
+            alive = set()
+            for pid in filter(str.isdigit, os.listdir("/proc")):
+                try:
+                    stat = open(f"/proc/{pid}/stat").read()
+                except OSError:
+                    continue
+                name = stat[stat.index("(") + 1 : stat.rindex(")")]
+                state, ppid = stat[stat.rindex(")") + 2 :].split()[:2]
+                if int(ppid) == os.getpid() and state != "Z":
+                    alive.add(name)
+            return sorted(alive & {"raylet", "gcs_server"})
+
+        def start_in_hook():
+            started["service"] = ProcessorService(Echo, parallel_workers=1).start()
+
+        started = {}
+        hook = threading.Thread(target=start_in_hook)
+        hook.start()
+        hook.join()
+        while os.path.exists(f"/proc/self/task/{hook.native_id}"):  # until the thread is gone
+            time.sleep(0.01)
+        service = started["service"]
+        promises = service.queue_requests([f"r{i}" for i in range(20)])
+        print("last:", [p.get_result(timeout=60) for p in promises][-1])
+        print("ray daemons alive:", ray_daemons())
+        with ProcessorService(Echo, parallel_workers=1) as other:  # hung when they had died
+            print("next:", other.queue_request("again").get_result(timeout=60))
+        service.stop()
+        print("stopped")
+        """,
+        RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "last: r19 processed." in result.stdout
+    assert "ray daemons alive: ['gcs_server', 'raylet']" in result.stdout
+    assert "next: again processed." in result.stdout
+    assert "stopped" in result.stdout

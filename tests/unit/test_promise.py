@@ -1,3 +1,5 @@
+import asyncio
+import sys
 import threading
 import time
 
@@ -123,3 +125,48 @@ def test_two_selects_on_one_promise_both_hear_of_it_and_either_can_leave():
     finish(promise, DONE, 1)
     first.join(5)
     assert got == [promise]
+
+
+@pytest.mark.parametrize("reader", ["get_result", "await"])
+def test_a_finished_promise_never_reads_as_done_without_its_result(reader):
+    # get_result() and await read a finished promise without the lock, so they must never see
+    # its final state before its value. One thread settles promise after promise while this
+    # one spins on each; a tiny switch interval makes the writer lose the GIL between almost
+    # any two of its steps (on a wrong order, some hundreds of misreads in 100,000).
+    promises = [Promise(i) for i in range(100_000)]
+    misread: list[tuple[int, object]] = []
+
+    def settle_all() -> None:
+        for i, promise in enumerate(promises):
+            with STATE_LOCK:
+                settle(promise, DONE, i + 1, Notes())
+
+    async def read_each() -> None:
+        for i, promise in enumerate(promises):
+            while not promise.done():
+                pass
+            value = promise.get_result() if reader == "get_result" else await promise
+            if value != i + 1:
+                misread.append((i, value))
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        writer = threading.Thread(target=settle_all)
+        writer.start()
+        asyncio.run(read_each())
+        writer.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert misread == []
+
+
+def test_the_future_of_a_promise_without_a_service_finishes_with_it():
+    done, aborted, cancelled = Promise("a"), Promise("b"), Promise("c")
+    futures = [done.future(), aborted.future(), cancelled.future()]
+    finish(done, DONE, 1)
+    aborted.abort()
+    assert futures[2].cancel()
+    assert futures[0].result(timeout=0) == 1
+    assert futures[1].cancelled() and futures[2].cancelled() and cancelled.is_aborted()
+    assert done.future().result(timeout=0) == 1
