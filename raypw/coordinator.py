@@ -4,10 +4,11 @@
 
     clients (drivers)               Coordinator (async actor)               workers (N actors)
     submit(Submit) ------------->   Scheduler: dedup over all clients,      run(WorkBatch)
-    abort(Abort) --------------->   queue, dispatch, take-back, retries     streams OutcomeChunks
-    poll() <-- [Outcomes, ...]  <-- mailboxes <-- scheduler.chunk(...)  <-- as they are produced
+    abort(Abort) --------------->   queue, dispatch, take-back, retries
+    poll() <-- [Outcomes, ...]  <-- mailboxes <-- scheduler.chunk(...)  <-- outcomes(batch_id):
+                                                                            chunks as produced
                                     Skip / TakeBack --> worker.skip(batch_id, positions)
-                                    Cancel --> ray.cancel(the batch's generator)
+                                    Cancel --> ray.cancel(the batch's run() ref)
 
 Every decision is the :class:`~raypw.scheduler.Scheduler`'s; this class only turns its actions
 into Ray calls and Ray's answers into its events. It runs one event loop in one thread, so
@@ -66,7 +67,7 @@ class Coordinator:
         self._workers: list[Any] = []
         self._pids: list[int] = []  # process id of each worker, 0 while it restarts
         self._restarting: set[int] = set()
-        self._generators: dict[int, Any] = {}  # batch id -> its streaming generator
+        self._runs: dict[int, Any] = {}  # batch id -> the ref of its run() call
         self._mail: dict[str, asyncio.Event] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._throughput = Throughput()
@@ -256,9 +257,9 @@ class Coordinator:
             elif isinstance(action, TakeBack):
                 self._spawn(self._take_back(action))
             elif isinstance(action, Cancel):
-                generator = self._generators.get(action.batch_id)
-                if generator is not None:
-                    ray.cancel(generator)  # lets a cooperative process() see is_canceled()
+                run = self._runs.get(action.batch_id)
+                if run is not None:
+                    ray.cancel(run)  # lets a cooperative process() see is_canceled()
         self._wake()
 
     def _wake(self) -> None:
@@ -275,18 +276,21 @@ class Coordinator:
         task.add_done_callback(self._tasks.discard)
 
     async def _run(self, action: Dispatch) -> None:
-        """Sends a batch and feeds its streamed chunks to the scheduler as they come."""
+        """Sends a batch and feeds its outcomes to the scheduler as they come: one
+        ``outcomes`` call waits on the worker at a time, and is made again at once."""
         from ray.exceptions import RayActorError, RayError, RayTaskError, TaskCancelledError
 
         scheduler = self._scheduler
         index, batch_id = action.worker, action.batch.batch_id
-        generator = self._workers[index].run.options(num_returns="streaming").remote(action.batch)
-        self._generators[batch_id] = generator
+        worker = self._workers[index]
+        self._runs[batch_id] = worker.run.remote(action.batch)
         try:
-            async for ref in generator:
-                chunk = await ref
+            while True:
+                chunk = await worker.outcomes.remote(batch_id)
                 self._throughput.add(len(chunk.positions))
                 self._act(scheduler.chunk(index, chunk))
+                if chunk.final:
+                    return
         except RayActorError as exc:  # the worker process or its node died
             if scheduler.has_batch(batch_id):  # not a death already handled
                 self._worker_died(index, exc)
@@ -301,15 +305,8 @@ class Coordinator:
         except Exception as exc:  # a bug of raypw's: fail the batch rather than hang it
             logger.exception("raypw: a batch failed in the coordinator")
             self._act(scheduler.batch_failed(batch_id, exc, retry=False))
-        else:
-            # Ended without its last chunk (cannot happen unless the worker misbehaved).
-            self._act(
-                scheduler.batch_failed(
-                    batch_id, RuntimeError("the batch ended without its last chunk"), retry=True
-                )
-            )
         finally:
-            self._generators.pop(batch_id, None)
+            self._runs.pop(batch_id, None)
 
     async def _skip(self, action: Skip) -> int:
         """Asks a worker to skip aborted positions; returns how many had started."""

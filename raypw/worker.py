@@ -1,22 +1,28 @@
 """The processor worker: one Ray actor holding one :class:`~raypw.Processor` instance.
 
 The coordinator sends each worker batches (``run``): the one it runs and, while every worker
-is busy, the next. ``run`` is a Ray streaming generator: it yields an
-:class:`~raypw.protocol.OutcomeChunk` every few milliseconds of work (and after any request
-that ran that long), so each result leaves the worker as soon as it is ready, not at the end
-of its batch. On a second, independent channel the coordinator sends positions not to start
-(``skip``): requests aborted, or taken back for an idle worker. Its answer is final: a
-position it does not return as started is never processed here, and the batch's last chunk
-lists it as skipped.
+is busy, the next. Outcomes leave while the batch runs: the coordinator keeps one
+``outcomes(batch_id)`` call waiting on the worker, which answers with an
+:class:`~raypw.protocol.OutcomeChunk` of what was produced, at once after a quiet spell and at
+most every ``CHUNK_SECONDS`` under a stream of cheap requests. So each result leaves as soon
+as it is ready, never waits for a slow request behind it, and ``process()`` still runs on the
+Ray task's own thread (where ``ray.get_runtime_context().is_canceled()`` works). A Ray
+streaming generator would yield only from that thread, so it could not let a chunk leave
+while ``process()`` runs.
+
+On a third channel the coordinator sends positions not to start (``skip``): requests aborted,
+or taken back for an idle worker. Its answer is final: a position it does not return as
+started is never processed here, and the batch's last chunk lists it as skipped.
 
 Every value leaves as plain data or :class:`~raypw.protocol.Pickled` bytes made here, and a
 value that cannot travel fails its own request with a clear error: a request that cannot be
 rebuilt here, a result that cannot be pickled, an exception that could not be rebuilt on the
 other side (it then arrives as :class:`~raypw.RemoteError` with its class name and text).
 
-The class is plain Python; :func:`remote_worker_class` makes it a Ray actor with two
-concurrency groups, so ``skip`` is answered while a batch runs, and batches run one at a
-time, so the processor never sees two requests at once.
+The class is plain Python; :func:`remote_worker_class` makes it a Ray actor with three
+concurrency groups of one thread each: batches run one at a time ("work"), so the processor
+never sees two requests at once, while outcomes ("outcomes") and skips ("control") are
+answered beside it.
 """
 
 from __future__ import annotations
@@ -27,7 +33,6 @@ import pickle
 import threading
 import time
 import traceback
-from collections.abc import Iterator
 from typing import Any
 
 import ray
@@ -37,16 +42,96 @@ from raypw.protocol import OutcomeChunk, Pickled, WorkBatch, dump, load
 
 __all__ = ["remote_worker_class"]
 
-# A chunk of outcomes leaves once it holds this much work: a result waits at most about this
-# long for its chunk-mates, and a worker of no-op requests sends a few hundred chunks a second.
+# Chunks leave at most this often: a result waits at most about this long for chunk-mates,
+# and a worker of no-op requests sends at most a thousand chunks a second.
 CHUNK_SECONDS = 0.001
 # How many finished batch ids a worker remembers to answer a late ``skip`` correctly. The
 # coordinator keeps at most two batches in flight per worker, so a handful would do.
 _RECENT_BATCHES = 64
 
 
+class _Outbox:
+    """The outcomes of one batch, from the thread running it to the one handing them out.
+
+    ``run`` adds each outcome as it is produced; ``outcomes`` takes what has gathered: at
+    once after a quiet spell, else once ``CHUNK_SECONDS`` passed since the last chunk. So a
+    result never waits for a slow request after it, and cheap requests travel by hundreds
+    per chunk.
+    """
+
+    def __init__(self, batch_id: int) -> None:
+        self.batch_id = batch_id
+        self._cond = threading.Condition(threading.Lock())
+        self._positions: list[int] = []
+        self._results: list[Any] = []
+        self._errors: dict[int, Any] | None = None
+        self._seconds = 0.0
+        self._finished = False
+        self._skipped: tuple[int, ...] = ()
+        self._failure: BaseException | None = None
+        self._last_chunk = 0.0
+
+    def add(self, position: int, result: Any, error: Any, seconds: float) -> None:
+        """Adds one outcome (the thread running the batch)."""
+        with self._cond:
+            if error is not None:
+                if self._errors is None:
+                    self._errors = {}
+                self._errors[len(self._positions)] = error
+            self._positions.append(position)
+            self._results.append(result)
+            self._seconds += seconds
+            if len(self._positions) == 1:
+                self._cond.notify()
+
+    def finish(self, skipped: tuple[int, ...], failure: BaseException | None = None) -> None:
+        """The batch is over; ``failure``: what ended it early (raypw's own bug, sys.exit)."""
+        with self._cond:
+            self._finished = True
+            self._skipped = skipped
+            self._failure = failure
+            self._cond.notify()
+
+    def take(self) -> OutcomeChunk:
+        """Waits for outcomes and returns them as one chunk.
+
+        Raises:
+            Exception: whatever ended the batch early.
+        """
+        cond = self._cond
+        with cond:
+            while not self._positions and not self._finished:
+                cond.wait()
+            wait = CHUNK_SECONDS - (time.perf_counter() - self._last_chunk)
+            if not self._finished and wait > 0:
+                cond.wait_for(lambda: self._finished, wait)  # let a few more gather
+            failure = self._failure
+            if failure is not None:
+                if isinstance(failure, Exception):
+                    raise failure
+                raise RuntimeError(f"the batch ended the worker: {failure!r}")
+            chunk = OutcomeChunk(
+                self.batch_id,
+                self._positions,
+                self._results,
+                self._errors,
+                self._seconds,
+                final=self._finished,
+                skipped=self._skipped if self._finished else (),
+            )
+            self._positions, self._results, self._errors, self._seconds = [], [], None, 0.0
+        self._last_chunk = time.perf_counter()
+        return chunk
+
+
 class _Worker:
-    """Runs batches of requests through one processor instance."""
+    """Runs batches of requests through one processor instance.
+
+    ``run`` (the Ray task, on the "work" thread) processes a batch and fills its outbox;
+    ``outcomes`` (on the "outcomes" thread) hands out what gathered there, so a chunk leaves
+    while a slow request is still running. ``process()`` runs on the Ray task's own thread,
+    so ``ray.get_runtime_context().is_canceled()`` works inside it.
+    """
 
     def __init__(
         self, processor_class: type, init_args: tuple[Any, ...], init_kwargs: dict[str, Any]
@@ -60,6 +145,7 @@ class _Worker:
         self._position = -1  # position in the current batch that started last
         self._skips: dict[int, set[int]] = {}  # batch id -> positions to skip
         self._finished: collections.deque[int] = collections.deque(maxlen=_RECENT_BATCHES)
+        self._outboxes: dict[int, _Outbox] = {}  # batch id -> its outcomes not yet taken
 
     @ray.method(concurrency_group="control")
     def ready(self) -> int:
@@ -67,37 +153,61 @@ class _Worker:
         return os.getpid()
 
     @ray.method(concurrency_group="work")
-    def run(self, batch: WorkBatch) -> Iterator[OutcomeChunk]:
-        """Processes a batch, streaming its outcomes; skips positions withdrawn in time."""
+    def run(self, batch: WorkBatch) -> None:
+        """Processes a batch into its outbox; skips positions withdrawn in time."""
         batch_id = batch.batch_id
         with self._lock:
             self._current = batch_id
             self._position = -1
             skip = self._skips.setdefault(batch_id, set())
+            outbox = self._outbox(batch_id)
+        failure: BaseException | None = None
         try:
             if self._vectorised:
-                yield from self._run_vectorised(batch, skip)
+                self._run_vectorised(batch, skip, outbox)
             else:
-                yield from self._run_each(batch, skip)
+                self._run_each(batch, skip, outbox)
+        except BaseException as exc:  # raypw's own failure, or sys.exit() in process()
+            failure = exc
+            raise
         finally:
             with self._lock:
                 self._skips.pop(batch_id, None)
                 self._current = None
                 self._finished.append(batch_id)
+                skipped = tuple(sorted(skip))
+            outbox.finish(skipped, failure)
 
-    def _run_each(self, batch: WorkBatch, skip: set[int]) -> Iterator[OutcomeChunk]:
+    @ray.method(concurrency_group="outcomes")
+    def outcomes(self, batch_id: int) -> OutcomeChunk:
+        """Waits for outcomes of a batch and returns them; the last chunk says ``final``."""
+        with self._lock:
+            outbox = self._outbox(batch_id)
+        chunk = outbox.take()
+        if chunk.final:
+            with self._lock:
+                self._outboxes.pop(batch_id, None)
+        return chunk
+
+    def _outbox(self, batch_id: int) -> _Outbox:
+        """The batch's outbox, made by whichever of ``run`` and ``outcomes`` comes first.
+        Call with the lock held."""
+        outbox = self._outboxes.get(batch_id)
+        if outbox is None:
+            outbox = self._outboxes[batch_id] = _Outbox(batch_id)
+        return outbox
+
+    def _run_each(self, batch: WorkBatch, skip: set[int], outbox: _Outbox) -> None:
         process = self._processor.process
         lock = self._lock
         clock = time.perf_counter
-        positions: list[int] = []
-        results: list[Any] = []
-        errors: dict[int, Any] | None = None
-        cut = clock()
+        add = outbox.add
         for position, carried in enumerate(batch.requests):
             with lock:
                 self._position = position
                 if position in skip:
                     continue
+            started = clock()
             result: Any = None
             error: Any = None
             try:
@@ -114,32 +224,14 @@ class _Worker:
                         result = dump(value)
                     except Exception as exc:
                         error = _cannot_travel("result", "be pickled", exc)
-            if error is not None:
-                if errors is None:
-                    errors = {}
-                errors[len(positions)] = error
-            positions.append(position)
-            results.append(result)
-            now = clock()
-            if now - cut >= CHUNK_SECONDS:
-                yield OutcomeChunk(batch.batch_id, positions, results, errors, now - cut)
-                positions, results, errors = [], [], None
-                cut = clock()
-        with lock:
-            skipped = tuple(sorted(skip))
-        yield OutcomeChunk(
-            batch.batch_id, positions, results, errors, clock() - cut, final=True, skipped=skipped
-        )
+            add(position, result, error, clock() - started)
 
-    def _run_vectorised(self, batch: WorkBatch, skip: set[int]) -> Iterator[OutcomeChunk]:
+    def _run_vectorised(self, batch: WorkBatch, skip: set[int], outbox: _Outbox) -> None:
         started = time.perf_counter()
         with self._lock:
             # All requests start together: later skips are too late.
             self._position = len(batch.requests) - 1
             positions = [i for i in range(len(batch.requests)) if i not in skip]
-            skipped = tuple(sorted(skip))
-        results: list[Any] = [None] * len(positions)
-        errors: dict[int, Any] | None = None
         try:
             values = self._processor.process_batch([load(batch.requests[i]) for i in positions])
             if len(values) != len(positions):
@@ -147,24 +239,16 @@ class _Worker:
                     f"process_batch returned {len(values)} results for {len(positions)} requests"
                 )
         except Exception as exc:
-            errors = dict.fromkeys(range(len(positions)), self._error(exc, "process_batch"))
-        else:
-            for index, value in enumerate(values):
-                try:
-                    results[index] = dump(value)
-                except Exception as exc:
-                    if errors is None:
-                        errors = {}
-                    errors[index] = _cannot_travel("result", "be pickled", exc)
-        yield OutcomeChunk(
-            batch.batch_id,
-            positions,
-            results,
-            errors,
-            time.perf_counter() - started,
-            final=True,
-            skipped=skipped,
-        )
+            error = self._error(exc, "process_batch")
+            for position in positions:
+                outbox.add(position, None, error, 0.0)
+            return
+        each = (time.perf_counter() - started) / max(len(positions), 1)
+        for position, value in zip(positions, values, strict=True):
+            try:
+                outbox.add(position, dump(value), None, each)
+            except Exception as exc:
+                outbox.add(position, None, _cannot_travel("result", "be pickled", exc), each)
 
     def _error(self, exc: Exception, function_name: str) -> Pickled:
         return _remote_error(exc, f"{self._name}.{function_name}")
@@ -238,6 +322,6 @@ def _node_ip() -> str:
 
 
 def remote_worker_class() -> Any:
-    """Returns :class:`_Worker` as a Ray actor class with its two concurrency groups."""
+    """Returns :class:`_Worker` as a Ray actor class with its three concurrency groups."""
     remote: Any = ray.remote  # its typed overloads do not list actor-only options
-    return remote(concurrency_groups={"work": 1, "control": 1})(_Worker)
+    return remote(concurrency_groups={"work": 1, "control": 1, "outcomes": 1})(_Worker)

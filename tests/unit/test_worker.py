@@ -2,7 +2,6 @@
 
 import pickle
 import threading
-import time
 
 import pytest
 
@@ -65,9 +64,22 @@ def _refuse():
     raise RuntimeError("refuses to be rebuilt")
 
 
+def stream(worker, batch):
+    """Runs a batch as the Ray actor would (run on its thread, outcomes on another); returns
+    an iterator over its chunks."""
+    thread = threading.Thread(target=worker.run, args=(batch,), daemon=True)
+    thread.start()
+    while True:
+        chunk = worker.outcomes(batch.batch_id)
+        yield chunk
+        if chunk.final:
+            thread.join(10)
+            return
+
+
 def run(worker, batch_id, requests):
     """All chunks of a batch, and its outcome per position (value or error)."""
-    chunks = list(worker.run(WorkBatch(batch_id, [dump(r) for r in requests])))
+    chunks = list(stream(worker, WorkBatch(batch_id, [dump(r) for r in requests])))
     outcomes = {}
     for chunk in chunks:
         for index, position in enumerate(chunk.positions):
@@ -91,14 +103,14 @@ def test_a_result_leaves_in_a_chunk_while_a_slow_request_behind_it_runs():
     started = {r: threading.Event() for r in "abc"}
     gates = {r: threading.Event() for r in "abc"}
     worker = _Worker(Gated, (started, gates), {})
-    stream = worker.run(WorkBatch(0, ["a", "b", "c"]))
+    chunks = stream(worker, WorkBatch(0, ["a", "b", "c"]))
     gates["a"].set()
-    first = next(stream)  # b has started and waits for its gate
+    first = next(chunks)  # b has started and waits for its gate
     assert first.positions == [0] and first.results == ["a"] and not first.final
     assert started["b"].is_set() and not gates["b"].is_set()
     gates["b"].set()
     gates["c"].set()
-    rest = list(stream)
+    rest = list(chunks)
     assert rest[-1].final
     assert [p for c in rest for p in c.positions] == [1, 2]
 
@@ -110,7 +122,9 @@ def test_sys_exit_in_process_ends_the_batch_with_it():
 
     worker = _Worker(Quitter, (), {})
     with pytest.raises(SystemExit):
-        list(worker.run(WorkBatch(0, ["x"])))
+        worker.run(WorkBatch(0, ["x"]))
+    with pytest.raises(RuntimeError, match="SystemExit"):
+        worker.outcomes(0)
 
 
 def test_an_unpicklable_result_fails_only_its_request():
@@ -131,7 +145,7 @@ def test_an_exception_that_cannot_be_rebuilt_arrives_as_remote_error_with_its_te
 def test_a_request_that_cannot_be_rebuilt_in_the_worker_fails_only_itself():
     worker = _Worker(Awkward, (), {})
     carried = [Pickled(pickle.dumps(Unloadable())), "fine"]
-    chunks = list(worker.run(WorkBatch(0, carried)))
+    chunks = list(stream(worker, WorkBatch(0, carried)))
     errors = {
         p: load(c.errors[i])
         for c in chunks
