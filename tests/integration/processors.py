@@ -222,3 +222,18 @@ class WaitsForFile(Processor):
         while not Path(request).exists():
             time.sleep(0.01)
         return request
+
+
+class GatedLength(Processor):
+    """Returns the request's length once the gate file exists."""
+
+    def __init__(self, gate: str) -> None:
+        self.gate = Path(gate)
+
+    def process(self, request):
+        deadline = time.monotonic() + 120
+        while not self.gate.exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError("the gate never opened")
+            time.sleep(0.005)
+        return len(request)

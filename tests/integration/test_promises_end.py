@@ -16,6 +16,7 @@ from tests.integration.processors import (
     Awkward,
     Echo,
     Gates,
+    GatedLength,
     InterruptOnSecondHash,
     Unrebuildable,
     gate_log,
@@ -120,3 +121,23 @@ def test_slow_requests_after_a_warm_up_run_two_by_two(make_service, tmp_path):
     PromiseSet([third, fourth]).wait_for_all(timeout=60)
     assert first.get_result()[1] != second.get_result()[1]
     assert third.get_result()[1] != fourth.get_result()[1]
+
+
+def test_large_requests_flow_at_the_pace_of_the_workers_not_all_at_once(make_service, tmp_path):
+    import ray
+
+    gate = tmp_path / "gate"
+    service = make_service(GatedLength, parallel_workers=1, processor_class_init_args=(str(gate),))
+    size = 8 * 1024 * 1024
+    promises = service.queue_requests(bytes([i]) * size for i in range(20))
+    coordinator = service._coordinator
+
+    def held() -> int:
+        shared = ray.get(coordinator.stats.remote())
+        return shared["queued"] + shared["running"]
+
+    wait_until(lambda: held() > 0)
+    assert held() <= 8  # 64 MiB in flight at most, not all 160 MiB
+    gate.touch()
+    PromiseSet(promises).wait_for_all(timeout=120)
+    assert [p.get_result() for p in promises] == [size] * 20
