@@ -290,7 +290,9 @@ class Coordinator:
                 self._throughput.add(len(chunk.positions))
                 self._act(scheduler.chunk(index, chunk))
                 if chunk.final:
-                    return
+                    break
+            with contextlib.suppress(RayError):  # its outcomes said all: read, not leave, it
+                await self._runs[batch_id]
         except RayActorError as exc:  # the worker process or its node died
             if scheduler.has_batch(batch_id):  # not a death already handled
                 self._worker_died(index, exc)

@@ -103,14 +103,13 @@ Action = Dispatch | Skip | TakeBack | Cancel
 class _Item:
     """One distinct pending request and the (client, request id) pairs waiting for it."""
 
-    __slots__ = ("attempts", "batch", "key", "position", "request", "subscribers")
+    __slots__ = ("attempts", "batch", "key", "request", "subscribers")
 
     def __init__(self, key: Hashable, request: Any, subscriber: Subscriber) -> None:
         self.key = key
         self.request = request
         self.subscribers: list[Subscriber] = [subscriber]
         self.batch: _Batch | None = None  # set while dispatched
-        self.position = -1
         self.attempts = 0  # times a worker died while it held this request
 
 
@@ -131,7 +130,13 @@ class _Batch:
     )
 
     def __init__(
-        self, batch_id: int, worker: int, items: list[_Item], behind: bool, now: float
+        self,
+        batch_id: int,
+        worker: int,
+        items: list[_Item],
+        behind: bool,
+        now: float,
+        suspect: bool,
     ) -> None:
         self.batch_id = batch_id
         self.worker = worker
@@ -142,7 +147,7 @@ class _Batch:
         self.reported = 0  # positions finished so far (chunks arrive in position order)
         self.started_upto = -1  # highest position known to have started
         self.taking_for = -1  # the idle worker a TakeBack of this batch is out for
-        self.suspect = any(item.attempts for item in items)
+        self.suspect = suspect  # holds a request whose worker died before (alone, then)
 
     def owns(self, item: _Item) -> bool:
         return item.batch is self
@@ -345,14 +350,13 @@ class Scheduler:
         requests = message.requests
         keys = requests if message.keys is None else message.keys
         added = 0
-        for index, request_id in enumerate(message.ids):
+        for request_id, request, key in zip(message.ids, requests, keys, strict=True):
             if early and request_id in early:
                 early.discard(request_id)
                 continue
-            key = keys[index]
             item = by_key.get(key)
             if item is None:
-                item = by_key[key] = _Item(key, requests[index], (client, request_id))
+                item = by_key[key] = _Item(key, request, (client, request_id))
                 append(item)
                 added += 1
             else:
@@ -375,7 +379,7 @@ class Scheduler:
 
     def _withdraw(self, client: str, ids: list[int]) -> list[Action]:
         state = self._clients[client]
-        orphaned: dict[int, list[int]] = {}
+        orphaned: dict[_Batch, set[_Item]] = {}
         for request_id in ids:
             item = state.items.pop(request_id, None)
             if item is None:
@@ -391,10 +395,10 @@ class Scheduler:
             if batch is None:
                 self._queued -= 1  # stays in the deque; _take drops it
             else:
-                orphaned.setdefault(batch.batch_id, []).append(item.position)
+                orphaned.setdefault(batch, set()).add(item)
         return [
-            Skip(self._batches[batch_id].worker, batch_id, positions)
-            for batch_id, positions in orphaned.items()
+            Skip(batch.worker, batch.batch_id, [p for p, i in enumerate(batch.items) if i in gone])
+            for batch, gone in orphaned.items()
         ]
 
     def skipped(self, batch_id: int, late: list[int]) -> list[Action]:
@@ -439,10 +443,10 @@ class Scheduler:
     def _dispatch(self, worker: _Worker, items: list[_Item]) -> Dispatch:
         batch_id = self._next_batch_id
         self._next_batch_id += 1
-        batch = _Batch(batch_id, worker.index, items, bool(worker.batches), self._clock())
-        for position, item in enumerate(items):
+        suspect = len(items) == 1 and items[0].attempts > 0  # such requests travel alone
+        batch = _Batch(batch_id, worker.index, items, bool(worker.batches), self._clock(), suspect)
+        for item in items:
             item.batch = batch
-            item.position = position
         worker.batches.append(batch)
         self._batches[batch_id] = batch
         return Dispatch(worker.index, WorkBatch(batch_id, [i.request for i in items]))
@@ -535,27 +539,34 @@ class Scheduler:
         items = batch.items
         by_key = self._by_key
         clients = self._clients
+        last: str | None = None  # the client of the previous request: usually the same
+        outcomes: Outcomes | None = None
+        state: _Client | None = None
         for index, position in enumerate(chunk.positions):
             item = items[position]
             if item.batch is not batch:
                 continue  # taken back for another worker
-            error = errors.get(index) if errors else None
             result = results[index]
             for client, request_id in item.subscribers:
-                outcomes = news.get(client)
-                if outcomes is None:
-                    outcomes = news[client] = Outcomes([], [], {})
-                if error is not None:
-                    outcomes.errors[len(outcomes.ids)] = error
+                if client != last:
+                    last = client
+                    outcomes = news.get(client)
+                    if outcomes is None:
+                        outcomes = news[client] = Outcomes([], [], {})
+                    state = clients.get(client)
+                assert outcomes is not None
+                if errors and index in errors:
+                    outcomes.errors[len(outcomes.ids)] = errors[index]
                 outcomes.ids.append(request_id)
                 outcomes.results.append(result)
-                state = clients.get(client)
                 if state is not None:
                     state.items.pop(request_id, None)
                     if state.left and not state.items:
                         del clients[client]
-            if by_key.get(item.key) is item:
-                del by_key[item.key]
+                        state = None
+            key = item.key
+            if by_key.get(key) is item:
+                del by_key[key]
             item.batch = None
             item.subscribers = []
         for client, outcomes in news.items():
@@ -665,7 +676,6 @@ class Scheduler:
         for item in reversed(items):
             if item.subscribers:
                 item.batch = None
-                item.position = -1
                 self._queue.appendleft(item)
                 self._queued += 1
 
