@@ -482,7 +482,6 @@ class Client:
                 continue
             if self._stopped and not any(isinstance(n, Outcomes | Failed) for n in news):
                 return
-            poll = self._coordinator.poll.remote(self.client_id)  # ask again before settling
             try:
                 if not self._take_news(news):
                     return
@@ -490,6 +489,9 @@ class Client:
                 logger.exception("raypw: handling the coordinator's news failed")
                 self._fail(None, exc)
                 return
+            # Asked again after settling: news meanwhile waits at the coordinator, and a
+            # lone result is not delayed by the cost of the next call.
+            poll = self._coordinator.poll.remote(self.client_id)
 
     def _take_news(self, news: list[News]) -> bool:
         """Acts on a poll's news; False once the client must stop collecting."""

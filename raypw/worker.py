@@ -20,9 +20,9 @@ rebuilt here, a result that cannot be pickled, an exception that could not be re
 other side (it then arrives as :class:`~raypw.RemoteError` with its class name and text).
 
 The class is plain Python; :func:`remote_worker_class` makes it a Ray actor with three
-concurrency groups of one thread each: batches run one at a time ("work"), so the processor
-never sees two requests at once, while outcomes ("outcomes") and skips ("control") are
-answered beside it.
+concurrency groups: batches run one at a time on one thread ("work"), so the processor never
+sees two requests at once, while outcomes ("outcomes", a thread per batch held) and skips
+("control") are answered beside it.
 """
 
 from __future__ import annotations
@@ -45,6 +45,9 @@ __all__ = ["remote_worker_class"]
 # Chunks leave at most this often: a result waits at most about this long for chunk-mates,
 # and a worker of no-op requests sends at most a thousand chunks a second.
 CHUNK_SECONDS = 0.001
+# Threads answering outcomes() calls: one per batch a worker may hold (the scheduler's
+# PIPELINE_DEPTH), and one spare.
+OUTCOME_THREADS = 3
 # How many finished batch ids a worker remembers to answer a late ``skip`` correctly. The
 # coordinator keeps at most two batches in flight per worker, so a handful would do.
 _RECENT_BATCHES = 64
@@ -324,4 +327,7 @@ def _node_ip() -> str:
 def remote_worker_class() -> Any:
     """Returns :class:`_Worker` as a Ray actor class with its three concurrency groups."""
     remote: Any = ray.remote  # its typed overloads do not list actor-only options
-    return remote(concurrency_groups={"work": 1, "control": 1, "outcomes": 1})(_Worker)
+    # One outcomes() call waits per batch the worker holds (the one it runs, the one behind):
+    # with one thread, the call of the batch behind would block the running one's.
+    groups = {"work": 1, "control": 1, "outcomes": OUTCOME_THREADS}
+    return remote(concurrency_groups=groups)(_Worker)

@@ -15,8 +15,8 @@ from tests.integration.processors import (
     ArrayLike,
     Awkward,
     Echo,
-    Gates,
     GatedLength,
+    Gates,
     InterruptOnSecondHash,
     Unrebuildable,
     gate_log,
@@ -141,3 +141,22 @@ def test_large_requests_flow_at_the_pace_of_the_workers_not_all_at_once(make_ser
     gate.touch()
     PromiseSet(promises).wait_for_all(timeout=120)
     assert [p.get_result() for p in promises] == [size] * 20
+
+
+def test_results_of_a_running_batch_are_not_held_by_the_batch_sent_behind_it(
+    make_service, tmp_path
+):
+    service = make_service(
+        Gates,
+        parallel_workers=1,
+        processor_class_init_args=(str(tmp_path),),
+        batching={"max_batch_size": 4},
+    )
+    warm = service.queue_requests(f"free-warm{i}" for i in range(200))
+    PromiseSet(warm).wait_for_all(timeout=120)
+    running = service.queue_requests(["free-a", "free-b", "free-c", "slow"])
+    behind = service.queue_requests(f"free-behind{i}" for i in range(8))
+    PromiseSet(running[:3]).wait_for_all(timeout=60)  # while "slow" holds the worker
+    assert not running[3].done() and not any(p.done() for p in behind)
+    (tmp_path / "slow").touch()
+    PromiseSet(running + behind).wait_for_all(timeout=60)
