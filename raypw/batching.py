@@ -29,6 +29,12 @@ _SMOOTHING = 0.3
 # 2,000 x 5 ms requests (alternating runs in one process): 25 reached 0.87 of the ideal
 # time, 50 reached 0.92, 80 was no better.
 OVERHEAD_FACTOR = 50.0
+# Coordinator CPU per batch (sending it, its run() call, its end), measured on the 2-core
+# machine; on a wide pool batches grow so that they take at most BATCH_SHARE of its core
+# (README "Scaling"). With outcomes streamed and unstarted work takeable, a bigger batch costs
+# no latency and no balance.
+BATCH_COST_SECONDS = 0.0005
+BATCH_SHARE = 0.2
 # Requests that take this long or more go one per batch: their results arrive one by one in
 # the order they finish, and batching them would save little against a round trip of ~3 ms.
 SINGLE_REQUEST_SECONDS = 0.05
@@ -86,14 +92,15 @@ class BatchSizer:
         """
         if queued <= 0:
             return 0
+        wide = workers * BATCH_COST_SECONDS / BATCH_SHARE  # seconds of work per batch
         if self.seconds_per_request is None:
             size = 1  # nothing measured yet: one request tells us its cost
-        elif self.seconds_per_request >= SINGLE_REQUEST_SECONDS:
+        elif self.seconds_per_request >= SINGLE_REQUEST_SECONDS and wide <= self.batch_seconds:
             size = 1
         elif self.seconds_per_request <= 0:
             size = self.max_batch_size
         else:
-            size = int(self.batch_seconds / self.seconds_per_request)
+            size = int(max(self.batch_seconds, wide) / self.seconds_per_request)
         fair_share = math.ceil(queued / max(workers, 1))
         return max(1, min(size, self.max_batch_size, fair_share, self.timed))
 

@@ -286,7 +286,7 @@ class Coordinator:
         self._runs[batch_id] = worker.run.remote(action.batch)
         try:
             while True:
-                chunk = await worker.outcomes.remote(batch_id)
+                chunk = await worker.outcomes.remote(batch_id, scheduler.chunk_seconds)
                 self._throughput.add(len(chunk.positions))
                 self._act(scheduler.chunk(index, chunk))
                 if chunk.final:

@@ -51,6 +51,13 @@ __all__ = ["Cancel", "Dispatch", "Scheduler", "Skip", "TakeBack"]
 
 # Batches a worker holds at most: the one it runs and the next, sent while the first runs.
 PIPELINE_DEPTH = 2
+# Outcomes leave a worker at most every chunk_seconds: MIN_CHUNK_SECONDS on a small pool, and
+# on a wide one as often as keeps their handling under CHUNK_SHARE of the Coordinator's core,
+# at CHUNK_COST_SECONDS each (the outcomes() call, settling, the client's poll; measured on the
+# 2-core machine, README "Scaling").
+MIN_CHUNK_SECONDS = 0.001
+CHUNK_COST_SECONDS = 0.00025
+CHUNK_SHARE = 0.5
 
 Subscriber = tuple[str, int]  # (client id, request id)
 
@@ -717,6 +724,12 @@ class Scheduler:
             for item in batch.items
             if item.batch is batch and item.subscribers
         )
+
+    @property
+    def chunk_seconds(self) -> float:
+        """How often each worker sends outcomes at most: 1 ms on a small pool, longer on a
+        wide one, so the Coordinator keeps up (README "Scaling")."""
+        return max(MIN_CHUNK_SECONDS, len(self._workers) * CHUNK_COST_SECONDS / CHUNK_SHARE)
 
     @property
     def workers_up(self) -> int:

@@ -3,12 +3,12 @@
 The coordinator sends each worker batches (``run``): the one it runs and, while every worker
 is busy, the next. Outcomes leave while the batch runs: the coordinator keeps one
 ``outcomes(batch_id)`` call waiting on the worker, which answers with an
-:class:`~raypw.protocol.OutcomeChunk` of what was produced, at once after a quiet spell and at
-most every ``CHUNK_SECONDS`` under a stream of cheap requests. So each result leaves as soon
-as it is ready, never waits for a slow request behind it, and ``process()`` still runs on the
-Ray task's own thread (where ``ray.get_runtime_context().is_canceled()`` works). A Ray
-streaming generator would yield only from that thread, so it could not let a chunk leave
-while ``process()`` runs.
+:class:`~raypw.protocol.OutcomeChunk` of what was produced, at once after a quiet spell and
+at most every ``chunk_seconds`` (1 ms on a small pool) under a stream of cheap requests. So
+each result leaves as soon as it is ready, never waits for a slow request behind it, and
+``process()`` still runs on the Ray task's own thread (where
+``ray.get_runtime_context().is_canceled()`` works). A Ray streaming generator would yield
+only from that thread, so it could not let a chunk leave while ``process()`` runs.
 
 On a third channel the coordinator sends positions not to start (``skip``): requests aborted,
 or taken back for an idle worker. Its answer is final: a position it does not return as
@@ -42,9 +42,6 @@ from raypw.protocol import OutcomeChunk, Pickled, WorkBatch, dump, load
 
 __all__ = ["remote_worker_class"]
 
-# Chunks leave at most this often: a result waits at most about this long for chunk-mates,
-# and a worker of no-op requests sends at most a thousand chunks a second.
-CHUNK_SECONDS = 0.001
 # Threads answering outcomes() calls: one per batch a worker may hold (the scheduler's
 # PIPELINE_DEPTH), and one spare.
 OUTCOME_THREADS = 3
@@ -57,7 +54,7 @@ class _Outbox:
     """The outcomes of one batch, from the thread running it to the one handing them out.
 
     ``run`` adds each outcome as it is produced; ``outcomes`` takes what has gathered: at
-    once after a quiet spell, else once ``CHUNK_SECONDS`` passed since the last chunk. So a
+    once after a quiet spell, else once ``chunk_seconds`` passed since the last chunk. So a
     result never waits for a slow request after it, and cheap requests travel by hundreds
     per chunk.
     """
@@ -95,8 +92,8 @@ class _Outbox:
             self._failure = failure
             self._cond.notify()
 
-    def take(self) -> OutcomeChunk:
-        """Waits for outcomes and returns them as one chunk.
+    def take(self, chunk_seconds: float) -> OutcomeChunk:
+        """Waits for outcomes and returns them as one chunk, at most every ``chunk_seconds``.
 
         Raises:
             Exception: whatever ended the batch early.
@@ -105,7 +102,7 @@ class _Outbox:
         with cond:
             while not self._positions and not self._finished:
                 cond.wait()
-            wait = CHUNK_SECONDS - (time.perf_counter() - self._last_chunk)
+            wait = chunk_seconds - (time.perf_counter() - self._last_chunk)
             if not self._finished and wait > 0:
                 cond.wait_for(lambda: self._finished, wait)  # let a few more gather
             failure = self._failure
@@ -182,11 +179,12 @@ class _Worker:
             outbox.finish(skipped, failure)
 
     @ray.method(concurrency_group="outcomes")
-    def outcomes(self, batch_id: int) -> OutcomeChunk:
-        """Waits for outcomes of a batch and returns them; the last chunk says ``final``."""
+    def outcomes(self, batch_id: int, chunk_seconds: float = 0.001) -> OutcomeChunk:
+        """Waits for outcomes of a batch and returns them, at most every ``chunk_seconds``;
+        the last chunk says ``final``."""
         with self._lock:
             outbox = self._outbox(batch_id)
-        chunk = outbox.take()
+        chunk = outbox.take(chunk_seconds)
         if chunk.final:
             with self._lock:
                 self._outboxes.pop(batch_id, None)

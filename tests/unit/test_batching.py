@@ -82,3 +82,10 @@ def test_batches_hold_at_most_as_many_requests_as_were_timed():
     assert sizer.next_size(queued=100, workers=2) == 1  # not 200: one request timed
     sizer.record(seconds=0.0002, processed=2)
     assert sizer.next_size(queued=100, workers=2) == 3
+
+
+def test_batches_grow_with_the_width_of_the_pool():
+    sizer = seasoned(0.02, 1_000_000)
+    sizer.record(seconds=0.01, processed=1)  # 10 ms each
+    assert sizer.next_size(10**9, workers=2) == 2  # 20 ms of work
+    assert sizer.next_size(10**9, workers=1000) == 250  # 2.5 s: the coordinator keeps up

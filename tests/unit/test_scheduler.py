@@ -429,3 +429,8 @@ def test_a_client_that_leaves_keeps_its_requests_until_they_finish(pool):
     pool.finish(0)
     assert pool.scheduler.clients == 0
     assert "a" not in pool.scheduler._clients
+
+
+def test_outcomes_leave_every_millisecond_on_a_small_pool_and_less_often_on_a_wide_one():
+    assert Pool(workers=2).scheduler.chunk_seconds == 0.001
+    assert Pool(workers=1000).scheduler.chunk_seconds == pytest.approx(0.5)
