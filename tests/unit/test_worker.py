@@ -9,6 +9,7 @@ from raypw import Processor
 from raypw.errors import RemoteError, TransferError
 from raypw.protocol import Pickled, WorkBatch, dump, load
 from raypw.worker import _Worker
+from tests.integration.processors import Awkward
 
 
 class Doubler(Processor):
@@ -38,20 +39,6 @@ class Gated(Processor):
     def process(self, request):
         self.started[request].set()
         self.gates[request].wait(10)
-        return request
-
-
-class TwoArgumentError(Exception):
-    def __init__(self, code, text):
-        super().__init__(f"{code}: {text}")
-
-
-class Awkward(Processor):
-    def process(self, request):
-        if request == "lock":
-            return threading.Lock()
-        if request == "two-args":
-            raise TwoArgumentError(7, "cannot be rebuilt")
         return request
 
 
@@ -129,7 +116,7 @@ def test_sys_exit_in_process_ends_the_batch_with_it():
 
 def test_an_unpicklable_result_fails_only_its_request():
     _, outcomes = run(_Worker(Awkward, (), {}), 0, ["x", "lock", "y"])
-    assert outcomes[0] == "x" and outcomes[2] == "y"
+    assert outcomes[0] == "x ok" and outcomes[2] == "y ok"
     assert isinstance(outcomes[1], TransferError) and "pickle" in str(outcomes[1])
 
 
@@ -139,7 +126,7 @@ def test_an_exception_that_cannot_be_rebuilt_arrives_as_remote_error_with_its_te
     assert isinstance(error, RemoteError)
     assert "TwoArgumentError" in str(error) and "7: cannot be rebuilt" in str(error)
     assert error.error_type.endswith("TwoArgumentError")
-    assert outcomes[1] == "y"
+    assert outcomes[1] == "y ok"
 
 
 def test_a_request_that_cannot_be_rebuilt_in_the_worker_fails_only_itself():
