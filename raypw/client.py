@@ -19,7 +19,6 @@ microseconds.
 from __future__ import annotations
 
 import collections
-import contextlib
 import itertools
 import logging
 import queue
@@ -250,9 +249,6 @@ class Client:
             ServiceNotRunningError: the client is not open.
         """
         prepared = [self._prepare(request) for request in requests]
-        promises: list[Promise[Any]] = []
-        created: list[Promise[Any]] = []
-        joined: list[Promise[Any]] = []
         with STATE_LOCK:
             if not self._open:
                 if self._broken is not None:
@@ -261,59 +257,58 @@ class Client:
                     "the service is not running: call start() first (or use it as a context "
                     "manager); after stop() it takes no more requests"
                 )
+            # Phase 1 runs the requests' own __hash__ and __eq__ (dict lookups), which may
+            # raise or be interrupted: it changes nothing shared.
             by_key = self._by_key
-            wake = not self._outbox
+            new: dict[Hashable, Promise[Any]] = {}
+            promises: list[Promise[Any]] = []
+            joined: list[Promise[Any]] = []
             request: Any = None
             try:
                 for request, key, carried, size in prepared:
                     promise = by_key.get(key)
                     if promise is not None:
-                        promise._shares += 1
-                        joined.append(promise)
+                        joined.append(promise)  # an equal request queued before: phase 2
                     else:
-                        request_id = next(self._ids)
-                        promise = Promise(request, self, key, request_id)
-                        promise._carried = carried
-                        promise._size = size
-                        by_key[key] = promise
-                        created.append(promise)
-                        self._by_id[request_id] = promise
-                        self._outbox.append(promise)
+                        promise = new.get(key)
+                        if promise is None:
+                            promise = new[key] = Promise(request, self, key)
+                            promise._carried = carried
+                            promise._size = size
+                        else:
+                            promise._shares += 1  # an equal request earlier in this call
+                        if callback is not None:
+                            if promise._callbacks is None:
+                                promise._callbacks = [callback]
+                            else:
+                                promise._callbacks.append(callback)
+                    promises.append(promise)
+            except Exception as exc:
+                raise _comparison_error(request, self._key is not None, exc) from exc
+            ids = self._ids
+            fresh = list(new.values())
+            for promise in fresh:
+                promise._id = next(ids)
+            by_id = {promise._id: promise for promise in fresh}
+            # Phase 2 commits with a few C-level calls, in an order that leaves nothing
+            # half-queued if an interrupt lands between them.
+            wake = not self._outbox
+            try:
+                self._outbox.extend(fresh)
+                self._by_id.update(by_id)
+                by_key.update(new)
+                for promise in joined:
+                    promise._shares += 1
                     if callback is not None:
                         if promise._callbacks is None:
                             promise._callbacks = [callback]
                         else:
                             promise._callbacks.append(callback)
-                    promises.append(promise)
-            except BaseException as exc:
-                self._undo(created, joined, callback)
-                if isinstance(exc, Exception):
-                    raise _comparison_error(request, self._key is not None, exc) from exc
-                raise
-            self.deduplicated += len(joined)
-            if wake and self._outbox:
-                self._outbox_ready.notify()
+                self.deduplicated += len(promises) - len(fresh)
+            finally:
+                if wake and self._outbox:
+                    self._outbox_ready.notify()
         return promises
-
-    def _undo(
-        self, created: list[Promise[Any]], joined: list[Promise[Any]], callback: Callback | None
-    ) -> None:
-        """Takes back what an interrupted queue() did. Call with STATE_LOCK held."""
-        for made in reversed(created):
-            if self._outbox and self._outbox[-1] is made:
-                self._outbox.pop()
-            self._by_id.pop(made._id, None)
-            key = made._key
-            with contextlib.suppress(Exception):  # the key that raised may raise again
-                if self._by_key.get(key) is made:
-                    del self._by_key[key]
-        for shared in joined:
-            shared._shares -= 1
-            callbacks = shared._callbacks
-            if callback is not None and callbacks:
-                del callbacks[len(callbacks) - 1 - callbacks[::-1].index(callback)]
-        if not self._by_id:
-            self._idle.notify_all()
 
     def _prepare(self, request: Any) -> tuple[Any, Hashable, Any, int]:
         """Checks a request; returns it, its key, its carried form and its size in bytes."""
@@ -408,7 +403,7 @@ class Client:
         while True:
             with STATE_LOCK:
                 while not self._stopped and (not self._outbox or not self._may_send()):
-                    self._outbox_ready.wait()
+                    self._outbox_ready.wait(1.0)  # a wake-up lost to an interrupt costs 1 s
                 if self._stopped:
                     return
             with self._send_lock:

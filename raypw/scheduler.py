@@ -51,6 +51,11 @@ __all__ = ["Cancel", "Dispatch", "Scheduler", "Skip", "TakeBack"]
 
 # Batches a worker holds at most: the one it runs and the next, sent while the first runs.
 PIPELINE_DEPTH = 2
+# A worker that reported nothing for STALL_FACTOR times the measured time per request (and
+# at least STALL_SECONDS) is stalled on a slow or hung request: the unstarted requests it
+# holds go to other workers before newer ones from the queue.
+STALL_FACTOR = 10.0
+STALL_SECONDS = 0.1
 # Outcomes leave a worker at most every chunk_seconds: MIN_CHUNK_SECONDS on a small pool, and
 # on a wide one as often as keeps their handling under CHUNK_SHARE of the Coordinator's core,
 # at CHUNK_COST_SECONDS each (the outcomes() call, settling, the client's poll; measured on the
@@ -176,10 +181,11 @@ class _Batch:
 
 
 class _Worker:
-    __slots__ = ("alive", "batches", "index", "up")
+    __slots__ = ("alive", "batches", "index", "progress_at", "up")
 
     def __init__(self, index: int) -> None:
         self.index = index
+        self.progress_at = 0.0  # when it last reported outcomes, or got work while idle
         self.up = False  # True once started; False while Ray restarts it
         self.alive = True  # False once it is gone for good
         self.batches: deque[_Batch] = deque()
@@ -422,24 +428,39 @@ class Scheduler:
     # -- dispatch ------------------------------------------------------------------------
 
     def fill(self) -> list[Action]:
-        """Gives work to every worker that should have some: an idle worker a batch from
-        the queue, or else unstarted requests taken back from a busy one; and, while no
-        worker is idle and work is queued, each busy worker its next batch."""
+        """Gives work to every worker that should have some.
+
+        A worker with room takes first the unstarted requests of a worker stalled on a slow
+        request (they were queued before anything in the queue), then a batch from the
+        queue: an idle worker always, a busy one (its next batch, sent ahead) while no worker
+        is idle. An idle worker with an empty queue takes back unstarted work from a busy one.
+        """
         actions: list[Action] = []
         up = [w for w in self._workers if w.up]
+        stalled = self._stalled(up)
         for worker in up:
-            if not worker.batches:
+            if not worker.batches and not (
+                stalled and self._take_back_for(worker, actions, stalled)
+            ):
                 self._send(worker, actions)
         if not self._queued:
             for worker in up:
                 if not worker.batches:
-                    self._take_back_for(worker, actions)
+                    self._take_back_for(worker, actions, [w for w in up if w is not worker])
             return actions
         if all(worker.batches for worker in up):
             for worker in up:
-                if len(worker.batches) < PIPELINE_DEPTH and not worker.batches[-1].suspect:
+                room = len(worker.batches) < PIPELINE_DEPTH and not worker.batches[-1].suspect
+                if room and not (stalled and self._take_back_for(worker, actions, stalled)):
                     self._send(worker, actions)
         return actions
+
+    def _stalled(self, up: list[_Worker]) -> list[_Worker]:
+        """Workers that reported nothing for much longer than a request takes."""
+        seconds = self._sizer.seconds_per_request or 0.0
+        limit = max(STALL_SECONDS, STALL_FACTOR * seconds)
+        now = self._clock()
+        return [w for w in up if w.batches and now - w.progress_at > limit]
 
     def _send(self, worker: _Worker, actions: list[Action]) -> None:
         size = self._sizer.next_size(self._queued, sum(1 for w in self._workers if w.up))
@@ -448,6 +469,8 @@ class Scheduler:
             actions.append(self._dispatch(worker, items))
 
     def _dispatch(self, worker: _Worker, items: list[_Item]) -> Dispatch:
+        if not worker.batches:
+            worker.progress_at = self._clock()
         batch_id = self._next_batch_id
         self._next_batch_id += 1
         suspect = len(items) == 1 and items[0].attempts > 0  # such requests travel alone
@@ -477,13 +500,15 @@ class Scheduler:
         self._queued -= len(taken)
         return taken
 
-    def _take_back_for(self, idle: _Worker, actions: list[Action]) -> None:
-        """Asks the busiest holder of unstarted work to hand some back for ``idle``."""
-        if any(b.taking_for == idle.index for b in self._batches.values()):
-            return  # one request at a time per idle worker
+    def _take_back_for(self, taker: _Worker, actions: list[Action], holders: list[_Worker]) -> bool:
+        """Asks the holder of the most unstarted work for some back, for ``taker``: all of
+        a batch that has not reported yet, or of a stalled worker's, else the back half of
+        a running batch's unstarted tail. Returns whether it asked (or already had)."""
+        if any(b.taking_for == taker.index for b in self._batches.values()):
+            return True  # one request at a time per taker
         best: tuple[int, _Batch, list[int]] | None = None
-        for worker in self._workers:
-            if worker is idle or not worker.up:
+        for worker in holders:
+            if worker is taker or not worker.up:
                 continue
             for batch in worker.batches:
                 if batch.taking_for >= 0:
@@ -492,15 +517,15 @@ class Scheduler:
                 if unstarted and (best is None or len(unstarted) > best[0]):
                     best = (len(unstarted), batch, unstarted)
         if best is None:
-            return
+            return False
         _, batch, unstarted = best
-        running = batch is self._workers[batch.worker].batches[0] and (
-            batch.chunks or batch.started_upto >= 0
-        )
-        if running:
+        holder = self._workers[batch.worker]
+        running = batch is holder.batches[0] and (batch.chunks or batch.started_upto >= 0)
+        if running and holder not in self._stalled([holder]):
             unstarted = unstarted[len(unstarted) // 2 :]  # the back half: both keep working
-        batch.taking_for = idle.index
+        batch.taking_for = taker.index
         actions.append(TakeBack(batch.worker, batch.batch_id, unstarted))
+        return True
 
     def taken_back(self, batch_id: int, positions: list[int], late: list[int]) -> list[Action]:
         """A worker answered a :class:`TakeBack`: every position asked for but ``late`` is
@@ -536,6 +561,7 @@ class Scheduler:
         else:
             self._sizer.record(chunk.seconds, len(chunk.positions))
         batch.chunks += 1
+        self._workers[batch.worker].progress_at = self._clock()
         if chunk.positions:
             batch.reported = chunk.positions[-1] + 1
             batch.started_upto = max(batch.started_upto, chunk.positions[-1])

@@ -434,3 +434,22 @@ def test_a_client_that_leaves_keeps_its_requests_until_they_finish(pool):
 def test_outcomes_leave_every_millisecond_on_a_small_pool_and_less_often_on_a_wide_one():
     assert Pool(workers=2).scheduler.chunk_seconds == 0.001
     assert Pool(workers=1000).scheduler.chunk_seconds == pytest.approx(0.5)
+
+
+def test_work_held_by_a_stalled_worker_goes_to_others_before_newer_queued_work():
+    pool = Pool(workers=2)
+    pool.connect("a")
+    pool.submit("a", ["hang"] + [f"behind{i}" for i in range(9)])
+    hung = pool.batches[0][0]
+    assert hung.requests[0] == "hang"
+    pool.submit("a", [f"newer{i}" for i in range(200)])  # the queue never runs dry
+    pool.clock.now += 1.0  # worker 0 reports nothing for a second: stalled on "hang"
+    pool.finish(1)  # worker 1 has room for its next batch
+    takes = [t for t in pool.take_backs if t.worker == 0]
+    assert takes and takes[0].batch_id == hung.batch_id
+    assert takes[0].positions == list(range(len(hung.requests)))  # all that has not started
+    pool.act(pool.scheduler.taken_back(hung.batch_id, takes[0].positions, late=[0]))
+    sent_to_1 = [r for batch in pool.requests(1) for r in batch]
+    assert [r for r in sent_to_1 if r.startswith("behind")]  # before any newer request
+    first_behind = sent_to_1.index(next(r for r in sent_to_1 if r.startswith("behind")))
+    assert not any(r.startswith("newer") for r in sent_to_1[:first_behind])
