@@ -5,9 +5,11 @@ Usage:
 
 Faults injected while requests flow: workers killed with SIGKILL, poison requests that kill
 their worker every time, the coordinator killed with ``ray.kill``, unpicklable and unhashable
-requests, processor exceptions and aborts. At the end every promise must have ended, each
-completed one with its right result. Prints the counts and the peak memory of the process
-tree (this driver, Ray's daemons and the actors).
+requests, processor exceptions and aborts.
+
+At the end every promise must have ended, each completed one with its right result and each
+fault with its expected error. Prints the counts per kind and the peak memory of the process
+tree (this driver, Ray's daemons and the actors); exits non-zero if a check failed.
 """
 
 from __future__ import annotations
@@ -16,9 +18,12 @@ import argparse
 import os
 import random
 import signal
+import sys
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
 
 # Ray stays on the loopback address (shared/DESIGN.md section 5): set before Ray is imported.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -29,14 +34,17 @@ from benchmarks.treemem import tree_rss  # noqa: E402
 from raypw import (  # noqa: E402
     Processor,
     ProcessorService,
+    Promise,
     PromiseAbortedError,
     PromiseSet,
     WorkerDiedError,
 )
 
 
-class SoakProcessor(Processor):
-    def process(self, request):
+class SoakProcessor(Processor[str, Any]):
+    """Echoes ``request@pid``; the request's prefix picks a fault."""
+
+    def process(self, request: str) -> Any:
         kind, _, value = request.partition(":")
         if kind == "poison":
             os.kill(os.getpid(), signal.SIGKILL)
@@ -47,6 +55,134 @@ class SoakProcessor(Processor):
         return f"{request}@{os.getpid()}"
 
 
+# What each kind of request must end with: None for its result, else this error.
+EXPECTED: dict[str, type[BaseException] | None] = {
+    "error": ValueError,
+    "poison": WorkerDiedError,
+}
+
+
+def kind_of(request: Any) -> str:
+    if isinstance(request, str):
+        return request.partition(":")[0]
+    return type(request).__name__
+
+
+def problem_with(promise: Promise[Any], aborted: bool) -> str | None:
+    """What is wrong with how a finished promise ended, or None."""
+    request = promise.request
+    kind = kind_of(request)
+    expected = EXPECTED.get(kind)
+    try:
+        result = promise.get_result(timeout=0)
+    except PromiseAbortedError:
+        return None if aborted else "aborted, though nobody aborted it"
+    except Exception as exc:
+        if aborted:
+            return f"abort() said True, yet it failed with {type(exc).__name__}"
+        if expected is None or not isinstance(exc, expected):
+            return f"failed with {type(exc).__name__}: {str(exc)[:200]}"
+        return None
+    if aborted:
+        return "abort() said True, yet it completed"
+    if expected is not None:
+        return f"completed ({result!r:.80}) instead of failing with {expected.__name__}"
+    pid = str(result).removeprefix(f"{request}@")
+    return None if isinstance(result, str) and pid.isdigit() else f"wrong result {result!r:.80}"
+
+
+@dataclass
+class Soak:
+    """The state of one soak run."""
+
+    service: ProcessorService[Any, Any]
+    rng: random.Random
+    promises: list[Promise[Any]] = field(default_factory=list)
+    aborted: set[int] = field(default_factory=set)  # ids of promises abort() ended
+    faults: Counter[str] = field(default_factory=Counter)
+    serial: int = 0
+
+    def tag(self) -> str:
+        self.serial += 1
+        return str(self.serial)
+
+    def run(self, seconds: float, rate: int) -> None:
+        """Queues ``rate`` requests a second for ``seconds``, with every fault among them."""
+        rng, service = self.rng, self.service
+        started = time.monotonic()
+        deadline = started + seconds
+        tick = 0.1
+        next_worker_kill = started + 20
+        next_coordinator_kill = started + 75
+        while time.monotonic() < deadline:
+            self.load(int(rate * tick))
+            now = time.monotonic()
+            if now >= next_worker_kill:
+                pids = [pid for pid in service.worker_pids if pid]
+                if pids:
+                    try:
+                        os.kill(rng.choice(pids), signal.SIGKILL)
+                        self.faults["workers killed"] += 1
+                    except ProcessLookupError:
+                        pass
+                next_worker_kill = now + rng.uniform(10, 30)
+            if now >= next_coordinator_kill:
+                ray.kill(service._coordinator)
+                self.faults["coordinator killed"] += 1
+                next_coordinator_kill = now + rng.uniform(60, 120)
+            time.sleep(tick)
+
+    # -- the steady load, with faults among it ------------------------------------------
+
+    def load(self, count: int) -> None:
+        rng = self.rng
+        batch: list[Any] = []
+        for _ in range(count):
+            tag = self.tag()
+            roll = rng.random()
+            if roll < 0.000025:  # about one every 20 s: each costs three worker restarts
+                batch.append(f"poison:{tag}")
+            elif roll < 0.01:
+                batch.append(f"error:{tag}")
+            elif roll < 0.03:
+                batch.append(f"slow:{tag}")
+            elif roll < 0.3:
+                batch.append(f"repeat:{rng.randrange(500)}")  # equal requests: dedup
+            else:
+                batch.append(f"plain:{tag}")
+        for request in batch:
+            if kind_of(request) in EXPECTED:
+                self.faults[kind_of(request)] += 1
+        new = self.service.queue_requests(batch)
+        self.promises.extend(new)
+        for promise in rng.sample(new, k=len(new) // 20):
+            if promise.abort():
+                self.aborted.add(id(promise))
+        if rng.random() < 0.02:
+            for bad in (threading.Lock(), {"unhashable": 1}):
+                try:
+                    self.service.queue_request(bad)
+                except TypeError:
+                    self.faults["bad input rejected"] += 1
+
+
+def wait_while_ending(promises: list[Promise[Any]], patience: float) -> None:
+    """Waits for every promise while some keep ending: the load outruns the workers, so a
+    backlog drains after the run; a promise still pending after ``patience`` seconds in
+    which none ended is lost."""
+    pending = [p for p in promises if not p.done()]
+    while pending:
+        try:
+            PromiseSet(pending).wait_for_all(timeout=patience)
+        except TimeoutError:
+            still = [p for p in pending if not p.done()]
+            if len(still) == len(pending):
+                return
+            pending = still
+        else:
+            return
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="raypw soak test")
     parser.add_argument("--minutes", type=float, default=10.0)
@@ -54,102 +190,69 @@ def main() -> None:
     args = parser.parse_args()
     ray.init(address="local", num_cpus=2, include_dashboard=False)
     service = ProcessorService(SoakProcessor, parallel_workers=2, max_retries=2).start()
-    rng = random.Random(2026)
-    promises = []
-    faults: Counter[str] = Counter()
-    aborted_true = 0
+    soak = Soak(service, random.Random(2026))
     peak = 0
-    peak_lock = threading.Lock()
     stop_sampling = threading.Event()
 
     def sample() -> None:
         nonlocal peak
         while not stop_sampling.wait(1.0):
-            with peak_lock:
-                peak = max(peak, tree_rss(os.getpid()))
+            peak = max(peak, tree_rss(os.getpid()))
 
     threading.Thread(target=sample, daemon=True).start()
-    started = time.monotonic()
-    deadline = started + args.minutes * 60
-    tick = 0.1
-    next_worker_kill = started + 20
-    next_coordinator_kill = started + 75
-    serial = 0
-    while time.monotonic() < deadline:
-        batch = []
-        for _ in range(int(args.rate * tick)):
-            serial += 1
-            roll = rng.random()
-            if roll < 0.000025:  # about one every 20 s: each costs three worker restarts
-                batch.append(f"poison:{serial}")
-            elif roll < 0.01:
-                batch.append(f"error:{serial}")
-            elif roll < 0.03:
-                batch.append(f"slow:{serial}")
-            elif roll < 0.3:
-                batch.append(f"repeat:{rng.randrange(500)}")  # equal requests: dedup
-            else:
-                batch.append(f"plain:{serial}")
-        faults["poison requests"] += sum(r.startswith("poison") for r in batch)
-        faults["process() errors"] += sum(r.startswith("error") for r in batch)
-        new = service.queue_requests(batch)
-        promises.extend(new)
-        for promise in rng.sample(new, k=len(new) // 20):
-            aborted_true += promise.abort()
-        if rng.random() < 0.02:
-            for bad in (threading.Lock(), {"unhashable": 1}):
-                try:
-                    service.queue_request(bad)
-                except TypeError:
-                    faults["bad input rejected"] += 1
-        now = time.monotonic()
-        if now >= next_worker_kill:
-            pids = [pid for pid in service.worker_pids if pid]
-            if pids:
-                try:
-                    os.kill(rng.choice(pids), signal.SIGKILL)
-                    faults["workers killed"] += 1
-                except ProcessLookupError:
-                    pass
-            next_worker_kill = now + rng.uniform(10, 30)
-        if now >= next_coordinator_kill:
-            ray.kill(service._coordinator)
-            faults["coordinator killed"] += 1
-            next_coordinator_kill = now + rng.uniform(60, 120)
-        time.sleep(tick)
-
-    try:
-        PromiseSet(promises).wait_for_all(timeout=300)
-    except TimeoutError as exc:
-        print("final wait:", exc)
+    soak.run(args.minutes * 60, args.rate)
+    ended = time.monotonic()
+    wait_while_ending(soak.promises, patience=120)
+    waited = time.monotonic() - ended
     stop_sampling.set()
-    outcome: Counter[str] = Counter()
-    wrong = 0
-    for promise in set(promises):
-        if not promise.done():
-            outcome["lost"] += 1
-            continue
-        try:
-            result = promise.get_result()
-        except PromiseAbortedError:
-            outcome["aborted"] += 1
-        except WorkerDiedError:
-            outcome["failed: worker died"] += 1
-        except ValueError:
-            outcome["failed: process() error"] += 1
-        else:
-            outcome["completed"] += 1
-            wrong += not result.startswith(promise.request + "@")
     service.stop()
     print(f"minutes                  {args.minutes:g}")
-    print(f"requests queued          {len(promises):,} ({len(set(promises)):,} distinct promises)")
-    for name in ("completed", "failed: process() error", "failed: worker died", "aborted"):
-        print(f"{name:<25}{outcome[name]:,}")
-    print(f"abort() -> True          {aborted_true:,}")
-    print("faults injected          " + ", ".join(f"{k} {v:,}" for k, v in sorted(faults.items())))
-    print(f"wrong results            {wrong:,}")
-    print(f"lost                     {outcome['lost']:,}")
+    failures = report(soak)
+    print(f"backlog drained in       {waited:.0f} s after the run")
     print(f"peak memory              {peak / 2**30:.2f} GiB (process tree)")
+    for failure in failures[:20]:
+        print("FAIL", failure)
+    print("verdict                  " + ("FAIL" if failures else "OK"))
+    sys.exit(1 if failures else 0)
+
+
+def report(soak: Soak) -> list[str]:
+    """Prints how every promise ended, per kind, and the faults; returns what failed."""
+    promises = soak.promises
+    table: dict[str, Counter[str]] = {}
+    failures: list[str] = []
+    for promise in set(promises):
+        kind = kind_of(promise.request)
+        row = table.setdefault(kind, Counter())
+        row["promises"] += 1
+        if not promise.done():
+            row["lost"] += 1
+            continue
+        problem = problem_with(promise, id(promise) in soak.aborted)
+        if problem is not None:
+            row["wrong"] += 1
+            failures.append(f"{promise.request!r:.60}: {problem}")
+        elif id(promise) in soak.aborted:
+            row["aborted"] += 1
+        elif EXPECTED.get(kind) is None:
+            row["completed"] += 1
+        else:
+            row["expected error"] += 1
+    lost = sum(row["lost"] for row in table.values())
+    wrong = sum(row["wrong"] for row in table.values())
+    print(f"requests queued          {len(promises):,} ({len(set(promises)):,} distinct promises)")
+    columns = ("promises", "completed", "expected error", "aborted", "wrong", "lost")
+    print(f"{'kind':<12}" + "".join(f"{name:>16}" for name in columns))
+    for kind in sorted(table):
+        print(f"{kind:<12}" + "".join(f"{table[kind][name]:>16,}" for name in columns))
+    print("faults injected")
+    for name, count in sorted(soak.faults.items()):
+        print(f"  {name:<52}{count:,}")
+    print(f"wrong outcomes           {wrong:,}")
+    print(f"lost                     {lost:,}")
+    if lost:
+        failures.append(f"{lost} promise(s) never ended")
+    return failures
 
 
 if __name__ == "__main__":
