@@ -5,7 +5,11 @@ Usage:
 
 Faults injected while requests flow: workers killed with SIGKILL, poison requests that kill
 their worker every time, the coordinator killed with ``ray.kill``, unpicklable and unhashable
-requests, processor exceptions and aborts.
+requests, processor exceptions and aborts; and the cases raypw must end cleanly:
+
+1. a result that cannot be pickled (``TransferError``) and an exception that cannot be
+   rebuilt from its args (``RemoteError``), among batch-mates that complete;
+2. requests that pickle but cannot be rebuilt in the worker (``TransferError``);
 
 At the end every promise must have ended, each completed one with its right result and each
 fault with its expected error. Prints the counts per kind and the peak memory of the process
@@ -23,7 +27,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 # Ray stays on the loopback address (shared/DESIGN.md section 5): set before Ray is imported.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -37,8 +41,17 @@ from raypw import (  # noqa: E402
     Promise,
     PromiseAbortedError,
     PromiseSet,
+    RemoteError,
+    TransferError,
     WorkerDiedError,
 )
+
+
+class TwoArgError(Exception):
+    """Cannot be rebuilt from its args: pickle calls it with one, its __init__ takes two."""
+
+    def __init__(self, code: str, text: str) -> None:
+        super().__init__(f"{code}: {text}")
 
 
 class SoakProcessor(Processor[str, Any]):
@@ -52,13 +65,45 @@ class SoakProcessor(Processor[str, Any]):
             raise ValueError(f"bad request {value}")
         if kind == "slow":
             time.sleep(0.05)
+        if kind == "lock":
+            return threading.Lock()  # the result cannot be pickled
+        if kind == "oddexc":
+            raise TwoArgError(value, "odd failure")
         return f"{request}@{os.getpid()}"
+
+
+def _refuse(tag: str) -> NoReturn:
+    raise RuntimeError(f"{tag} refuses to be rebuilt")
+
+
+@dataclass(frozen=True)
+class ReduceBomb:
+    """Pickles, but unpickling it calls a function that raises."""
+
+    tag: str
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_refuse, (self.tag,))
+
+
+@dataclass(frozen=True)
+class StateBomb:
+    """Pickles, but its __setstate__ raises when it is rebuilt."""
+
+    tag: str
+
+    def __setstate__(self, state: object) -> None:
+        raise RuntimeError("StateBomb refuses its state")
 
 
 # What each kind of request must end with: None for its result, else this error.
 EXPECTED: dict[str, type[BaseException] | None] = {
     "error": ValueError,
     "poison": WorkerDiedError,
+    "lock": TransferError,
+    "oddexc": RemoteError,
+    "ReduceBomb": TransferError,
+    "StateBomb": TransferError,
 }
 
 
@@ -82,6 +127,13 @@ def problem_with(promise: Promise[Any], aborted: bool) -> str | None:
             return f"abort() said True, yet it failed with {type(exc).__name__}"
         if expected is None or not isinstance(exc, expected):
             return f"failed with {type(exc).__name__}: {str(exc)[:200]}"
+        if isinstance(exc, TransferError):
+            what = "result" if kind == "lock" else "request"
+            return None if exc.what == what else f"TransferError about the {exc.what!r}"
+        if isinstance(exc, RemoteError):
+            text = str(exc)
+            named = "TwoArgError" in text and "odd failure" in text
+            return None if named else f"RemoteError without the class and text: {text[:200]}"
         return None
     if aborted:
         return "abort() said True, yet it completed"
@@ -132,7 +184,7 @@ class Soak:
                 next_coordinator_kill = now + rng.uniform(60, 120)
             time.sleep(tick)
 
-    # -- the steady load, with faults among it ------------------------------------------
+    # -- the steady load, with faults among it (cases 1 and 2 ride along) ----------------
 
     def load(self, count: int) -> None:
         rng = self.rng
@@ -150,6 +202,11 @@ class Soak:
                 batch.append(f"repeat:{rng.randrange(500)}")  # equal requests: dedup
             else:
                 batch.append(f"plain:{tag}")
+        if rng.random() < 0.1:  # about one a second of each
+            for fault in (f"lock:{self.tag()}", f"oddexc:{self.tag()}"):
+                batch.insert(rng.randrange(len(batch) + 1), fault)
+            bomb = rng.choice((ReduceBomb, StateBomb))(self.tag())
+            batch.insert(rng.randrange(len(batch) + 1), bomb)
         for request in batch:
             if kind_of(request) in EXPECTED:
                 self.faults[kind_of(request)] += 1
