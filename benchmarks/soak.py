@@ -10,6 +10,8 @@ requests, processor exceptions and aborts; and the cases raypw must end cleanly:
 1. a result that cannot be pickled (``TransferError``) and an exception that cannot be
    rebuilt from its args (``RemoteError``), among batch-mates that complete;
 2. requests that pickle but cannot be rebuilt in the worker (``TransferError``);
+3. ``queue_requests`` failing or interrupted half-way (an ``__eq__`` that raises, a Ctrl-C
+   from the request iterator or from a ``__hash__``): it raises and queues none of the call;
 
 At the end every promise must have ended, each completed one with its right result and each
 fault with its expected error. Prints the counts per kind and the peak memory of the process
@@ -23,10 +25,13 @@ import os
 import random
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, NoReturn
 
 # Ray stays on the loopback address (shared/DESIGN.md section 5): set before Ray is imported.
@@ -55,10 +60,21 @@ class TwoArgError(Exception):
 
 
 class SoakProcessor(Processor[str, Any]):
-    """Echoes ``request@pid``; the request's prefix picks a fault."""
+    """Echoes ``request@pid``; the request's prefix picks a fault. Notes in ``log_dir`` every
+    request it was never meant to see (of a refused ``queue_requests`` call), in
+    ``unexpected.log``."""
+
+    def __init__(self, log_dir: str) -> None:
+        self.log_dir = log_dir
+
+    def note(self, name: str, line: str) -> None:
+        with open(os.path.join(self.log_dir, name), "a") as log:
+            log.write(f"{line}\n")
 
     def process(self, request: str) -> Any:
-        kind, _, value = request.partition(":")
+        if not isinstance(request, str) or request.startswith("doomed"):
+            self.note("unexpected.log", repr(request))
+        kind, _, value = str(request).partition(":")
         if kind == "poison":
             os.kill(os.getpid(), signal.SIGKILL)
         if kind == "error":
@@ -96,6 +112,48 @@ class StateBomb:
         raise RuntimeError("StateBomb refuses its state")
 
 
+class EqBomb:
+    """Hashes like every other EqBomb but cannot be compared: dedup must refuse the second."""
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+
+    def __hash__(self) -> int:
+        return 7
+
+    def __eq__(self, other: object) -> bool:
+        raise ValueError("EqBomb cannot be compared")
+
+    def __repr__(self) -> str:
+        return f"EqBomb({self.tag!r})"
+
+
+class HashBomb:
+    """Ctrl-C in the middle of queue_requests: its second hash raises KeyboardInterrupt."""
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+        self.hashed = 0
+
+    def __hash__(self) -> int:
+        self.hashed += 1
+        if self.hashed >= 2:
+            raise KeyboardInterrupt
+        return hash(self.tag)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, HashBomb) and other.tag == self.tag
+
+    def __repr__(self) -> str:
+        return f"HashBomb({self.tag!r})"
+
+
+def _interrupted(requests: list[str]) -> Iterator[str]:
+    """Yields the requests, then Ctrl-C, as if the user pressed it while they were queued."""
+    yield from requests
+    raise KeyboardInterrupt
+
+
 # What each kind of request must end with: None for its result, else this error.
 EXPECTED: dict[str, type[BaseException] | None] = {
     "error": ValueError,
@@ -105,6 +163,11 @@ EXPECTED: dict[str, type[BaseException] | None] = {
     "ReduceBomb": TransferError,
     "StateBomb": TransferError,
 }
+
+
+def read_log(log_dir: str, name: str) -> list[str]:
+    path = Path(log_dir, name)
+    return path.read_text().splitlines() if path.exists() else []
 
 
 def kind_of(request: Any) -> str:
@@ -148,10 +211,12 @@ class Soak:
     """The state of one soak run."""
 
     service: ProcessorService[Any, Any]
+    log_dir: str
     rng: random.Random
     promises: list[Promise[Any]] = field(default_factory=list)
     aborted: set[int] = field(default_factory=set)  # ids of promises abort() ended
     faults: Counter[str] = field(default_factory=Counter)
+    refusals: list[str] = field(default_factory=list)  # what went wrong in case 3
     serial: int = 0
 
     def tag(self) -> str:
@@ -166,9 +231,13 @@ class Soak:
         tick = 0.1
         next_worker_kill = started + 20
         next_coordinator_kill = started + 75
+        next_refusal = started + 3
         while time.monotonic() < deadline:
             self.load(int(rate * tick))
             now = time.monotonic()
+            if now >= next_refusal:
+                self.refused_call()
+                next_refusal = now + rng.uniform(1, 5)
             if now >= next_worker_kill:
                 pids = [pid for pid in service.worker_pids if pid]
                 if pids:
@@ -222,6 +291,40 @@ class Soak:
                 except TypeError:
                     self.faults["bad input rejected"] += 1
 
+    # -- case 3: queue_requests fails or is interrupted half-way -------------------------
+
+    def refused_call(self) -> None:
+        """Queues a call that must raise and queue nothing: the processor logs any of its
+        requests it sees, and this program's pending count must not grow."""
+        doomed = [f"doomed:{self.tag()}" for _ in range(self.rng.randrange(1, 20))]
+        cut = self.rng.randrange(len(doomed) + 1)
+        how = self.rng.choice(("equal hash, __eq__ raises", "Ctrl-C in iterator", "Ctrl-C in hash"))
+        requests: Iterable[Any]
+        expected: type[BaseException]
+        if how == "equal hash, __eq__ raises":
+            bombs: list[Any] = [EqBomb(self.tag()), EqBomb(self.tag())]
+            requests, expected = doomed[:cut] + bombs + doomed[cut:], TypeError
+        elif how == "Ctrl-C in iterator":
+            requests, expected = _interrupted(doomed), KeyboardInterrupt
+        else:
+            requests = [*doomed[:cut], HashBomb(self.tag()), *doomed[cut:]]
+            expected = KeyboardInterrupt
+        client = self.service._client  # the only way to see this program's pending count
+        assert client is not None
+        before = client.pending  # only this thread queues, so it can only shrink meanwhile
+        try:
+            self.service.queue_requests(requests)
+        except expected:
+            pass
+        except BaseException as exc:
+            self.refusals.append(f"{how}: raised {type(exc).__name__} ({exc})")
+        else:
+            self.refusals.append(f"{how}: queue_requests did not raise")
+        after = client.pending
+        if after > before:
+            self.refusals.append(f"{how}: pending grew from {before} to {after}")
+        self.faults[f"queue_requests refused ({how})"] += 1
+
 
 def wait_while_ending(promises: list[Promise[Any]], patience: float) -> None:
     """Waits for every promise while some keep ending: the load outruns the workers, so a
@@ -246,8 +349,11 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=2000, help="requests queued per second")
     args = parser.parse_args()
     ray.init(address="local", num_cpus=2, include_dashboard=False)
-    service = ProcessorService(SoakProcessor, parallel_workers=2, max_retries=2).start()
-    soak = Soak(service, random.Random(2026))
+    log_dir = tempfile.mkdtemp(prefix="raypw-soak-")
+    service = ProcessorService(
+        SoakProcessor, parallel_workers=2, max_retries=2, processor_class_init_args=(log_dir,)
+    ).start()
+    soak = Soak(service, log_dir, random.Random(2026))
     peak = 0
     stop_sampling = threading.Event()
 
@@ -297,6 +403,7 @@ def report(soak: Soak) -> list[str]:
             row["expected error"] += 1
     lost = sum(row["lost"] for row in table.values())
     wrong = sum(row["wrong"] for row in table.values())
+    unexpected = read_log(soak.log_dir, "unexpected.log")
     print(f"requests queued          {len(promises):,} ({len(set(promises)):,} distinct promises)")
     columns = ("promises", "completed", "expected error", "aborted", "wrong", "lost")
     print(f"{'kind':<12}" + "".join(f"{name:>16}" for name in columns))
@@ -305,8 +412,11 @@ def report(soak: Soak) -> list[str]:
     print("faults injected")
     for name, count in sorted(soak.faults.items()):
         print(f"  {name:<52}{count:,}")
+    print(f"refused calls wrong      {len(soak.refusals):,}")
+    print(f"refused requests run     {len(unexpected):,}")
     print(f"wrong outcomes           {wrong:,}")
     print(f"lost                     {lost:,}")
+    failures += soak.refusals + [f"processed a refused request: {r}" for r in unexpected]
     if lost:
         failures.append(f"{lost} promise(s) never ended")
     return failures
