@@ -12,6 +12,8 @@ requests, processor exceptions and aborts; and the cases raypw must end cleanly:
 2. requests that pickle but cannot be rebuilt in the worker (``TransferError``);
 3. ``queue_requests`` failing or interrupted half-way (an ``__eq__`` that raises, a Ctrl-C
    from the request iterator or from a ``__hash__``): it raises and queues none of the call;
+4. requests that hang for seconds (one for 25 s): those queued right behind one must finish
+   well before it, taken over by the other worker;
 
 At the end every promise must have ended, each completed one with its right result and each
 fault with its expected error. Prints the counts per kind and the peak memory of the process
@@ -21,6 +23,7 @@ tree (this driver, Ray's daemons and the actors); exits non-zero if a check fail
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import random
 import signal
@@ -51,6 +54,11 @@ from raypw import (  # noqa: E402
     WorkerDiedError,
 )
 
+# Seconds a hang probe's request sleeps, and how many requests are queued right behind it.
+SHORT_HANG = 4.0
+LONG_HANG = 25.0
+FOLLOWERS = 10
+
 
 class TwoArgError(Exception):
     """Cannot be rebuilt from its args: pickle calls it with one, its __init__ takes two."""
@@ -62,7 +70,7 @@ class TwoArgError(Exception):
 class SoakProcessor(Processor[str, Any]):
     """Echoes ``request@pid``; the request's prefix picks a fault. Notes in ``log_dir`` every
     request it was never meant to see (of a refused ``queue_requests`` call), in
-    ``unexpected.log``."""
+    ``unexpected.log``, and when each hang began, in ``hangs.log``."""
 
     def __init__(self, log_dir: str) -> None:
         self.log_dir = log_dir
@@ -81,6 +89,9 @@ class SoakProcessor(Processor[str, Any]):
             raise ValueError(f"bad request {value}")
         if kind == "slow":
             time.sleep(0.05)
+        if kind == "hang":
+            self.note("hangs.log", f"{request} {time.time()!r}")
+            time.sleep(float(value.rpartition(":")[2]))
         if kind == "lock":
             return threading.Lock()  # the result cannot be pickled
         if kind == "oddexc":
@@ -176,6 +187,14 @@ def kind_of(request: Any) -> str:
     return type(request).__name__
 
 
+def _worker(promise: Promise[Any]) -> str:
+    """The pid in a completed promise's result."""
+    try:
+        return str(promise.get_result(timeout=0)).rpartition("@")[2]
+    except Exception:
+        return "?"
+
+
 def problem_with(promise: Promise[Any], aborted: bool) -> str | None:
     """What is wrong with how a finished promise ended, or None."""
     request = promise.request
@@ -207,6 +226,16 @@ def problem_with(promise: Promise[Any], aborted: bool) -> str | None:
 
 
 @dataclass
+class HangProbe:
+    """A hanging request and the ones queued right behind it (case 4)."""
+
+    seconds: float
+    queued_at: float
+    hang: Promise[Any]
+    followers: list[Promise[Any]]
+
+
+@dataclass
 class Soak:
     """The state of one soak run."""
 
@@ -217,6 +246,10 @@ class Soak:
     aborted: set[int] = field(default_factory=set)  # ids of promises abort() ended
     faults: Counter[str] = field(default_factory=Counter)
     refusals: list[str] = field(default_factory=list)  # what went wrong in case 3
+    probes: list[HangProbe] = field(default_factory=list)
+    finished_at: dict[int, float] = field(default_factory=dict)  # promise id -> time.time()
+    pid_changes: list[float] = field(default_factory=list)  # time.time() of each seen
+    pids: tuple[int, ...] = ()
     serial: int = 0
 
     def tag(self) -> str:
@@ -232,12 +265,23 @@ class Soak:
         next_worker_kill = started + 20
         next_coordinator_kill = started + 75
         next_refusal = started + 3
+        next_long_hang = started + 40
+        next_short_hang = started + 8
+        hang_until = 0.0  # one hang at a time, so the other worker is free to take over
         while time.monotonic() < deadline:
             self.load(int(rate * tick))
             now = time.monotonic()
             if now >= next_refusal:
                 self.refused_call()
                 next_refusal = now + rng.uniform(1, 5)
+            if now >= next_long_hang and now >= hang_until:
+                self.hang_probe(LONG_HANG)
+                hang_until = now + LONG_HANG + 5
+                next_long_hang = now + rng.uniform(150, 210)
+            elif now >= next_short_hang and now >= hang_until:
+                self.hang_probe(SHORT_HANG)
+                hang_until = now + SHORT_HANG + 5
+                next_short_hang = now + rng.uniform(20, 40)
             if now >= next_worker_kill:
                 pids = [pid for pid in service.worker_pids if pid]
                 if pids:
@@ -325,6 +369,67 @@ class Soak:
             self.refusals.append(f"{how}: pending grew from {before} to {after}")
         self.faults[f"queue_requests refused ({how})"] += 1
 
+    # -- case 4: a hanging request must not hold those queued behind it ------------------
+
+    def hang_probe(self, seconds: float) -> None:
+        tag = self.tag()
+        requests = [f"hang:{tag}:{seconds:g}"] + [f"after:{tag}:{i}" for i in range(FOLLOWERS)]
+        finished_at = self.finished_at
+
+        def note(promise: Promise[Any]) -> None:
+            finished_at[id(promise)] = time.time()
+
+        queued_at = time.time()
+        hang, *followers = self.service.queue_requests(requests, note)
+        self.promises.extend([hang, *followers])
+        self.probes.append(HangProbe(seconds, queued_at, hang, followers))
+        self.faults["long hangs" if seconds >= LONG_HANG else "short hangs"] += 1
+
+    def judge_probes(self) -> Counter[str]:
+        """A probe is held when a follower finished less than half the hang before the hang
+        did; inconclusive when a worker restarted while the hang ran (the followers may have
+        waited for that instead)."""
+        verdicts: Counter[str] = Counter()
+        noted = [id(p) for probe in self.probes for p in (probe.hang, *probe.followers)]
+        deadline = time.monotonic() + 10  # callbacks run just after their promise ends
+        while not all(key in self.finished_at for key in noted) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        began: dict[str, float] = {}  # the last start counts: a restarted worker runs it again
+        for line in read_log(self.log_dir, "hangs.log"):
+            request, _, at = line.rpartition(" ")
+            began[request] = float(at)
+        for probe in self.probes:
+            hang_done = self.finished_at.get(id(probe.hang))
+            done = [self.finished_at.get(id(p), math.inf) for p in probe.followers]
+            if hang_done is None or math.inf in done:
+                verdicts["unfinished"] += 1
+                continue
+            due = hang_done - probe.seconds / 2
+            late = [p for p, t in zip(probe.followers, done, strict=True) if t > due]
+            if not late:
+                verdicts["followers done first"] += 1
+                continue
+            start = began.get(probe.hang.request, probe.queued_at)
+            restarted = any(start - 1 <= t <= hang_done + 1 for t in self.pid_changes)
+            verdicts["inconclusive: a worker restarted" if restarted else "held behind"] += 1
+            on_its_worker = sum(_worker(p) == _worker(probe.hang) for p in late)
+            print(
+                f"hang probe {probe.hang.request}: {len(late)} of {len(done)} followers done "
+                f"late ({on_its_worker} on the hang's worker), the last {max(done) - start:.1f} s "
+                f"after the hang began, the hang {hang_done - start:.1f} s after"
+                + (" (a worker restarted meanwhile)" if restarted else "")
+            )
+        return verdicts
+
+    # -- background sampling ------------------------------------------------------------
+
+    def watch_workers(self) -> None:
+        """Notes when the set of worker processes changed (a restart)."""
+        pids = tuple(self.service.worker_pids)
+        if self.pids and pids != self.pids:
+            self.pid_changes.append(time.time())
+        self.pids = pids
+
 
 def wait_while_ending(promises: list[Promise[Any]], patience: float) -> None:
     """Waits for every promise while some keep ending: the load outruns the workers, so a
@@ -361,6 +466,7 @@ def main() -> None:
         nonlocal peak
         while not stop_sampling.wait(1.0):
             peak = max(peak, tree_rss(os.getpid()))
+            soak.watch_workers()
 
     threading.Thread(target=sample, daemon=True).start()
     soak.run(args.minutes * 60, args.rate)
@@ -368,9 +474,10 @@ def main() -> None:
     wait_while_ending(soak.promises, patience=120)
     waited = time.monotonic() - ended
     stop_sampling.set()
+    probes = soak.judge_probes()
     service.stop()
     print(f"minutes                  {args.minutes:g}")
-    failures = report(soak)
+    failures = report(soak, probes)
     print(f"backlog drained in       {waited:.0f} s after the run")
     print(f"peak memory              {peak / 2**30:.2f} GiB (process tree)")
     for failure in failures[:20]:
@@ -379,7 +486,7 @@ def main() -> None:
     sys.exit(1 if failures else 0)
 
 
-def report(soak: Soak) -> list[str]:
+def report(soak: Soak, probes: Counter[str]) -> list[str]:
     """Prints how every promise ended, per kind, and the faults; returns what failed."""
     promises = soak.promises
     table: dict[str, Counter[str]] = {}
@@ -412,11 +519,14 @@ def report(soak: Soak) -> list[str]:
     print("faults injected")
     for name, count in sorted(soak.faults.items()):
         print(f"  {name:<52}{count:,}")
+    print("hang probes              " + ", ".join(f"{k} {v}" for k, v in sorted(probes.items())))
     print(f"refused calls wrong      {len(soak.refusals):,}")
     print(f"refused requests run     {len(unexpected):,}")
     print(f"wrong outcomes           {wrong:,}")
     print(f"lost                     {lost:,}")
     failures += soak.refusals + [f"processed a refused request: {r}" for r in unexpected]
+    if probes["held behind"]:
+        failures.append(f"{probes['held behind']} hang probe(s) held their followers")
     if lost:
         failures.append(f"{lost} promise(s) never ended")
     return failures
