@@ -14,6 +14,8 @@ requests, processor exceptions and aborts; and the cases raypw must end cleanly:
    from the request iterator or from a ``__hash__``): it raises and queues none of the call;
 4. requests that hang for seconds (one for 25 s): those queued right behind one must finish
    well before it, taken over by the other worker;
+13. a second, small service started from a short-lived thread (a web framework's startup
+    hook), then used and stopped.
 
 At the end every promise must have ended, each completed one with its right result and each
 fault with its expected error. Prints the counts per kind and the peak memory of the process
@@ -249,6 +251,8 @@ class Soak:
     probes: list[HangProbe] = field(default_factory=list)
     finished_at: dict[int, float] = field(default_factory=dict)  # promise id -> time.time()
     pid_changes: list[float] = field(default_factory=list)  # time.time() of each seen
+    side_promises: list[Promise[Any]] = field(default_factory=list)  # case 13, one at a time
+    side_problems: list[str] = field(default_factory=list)
     pids: tuple[int, ...] = ()
     serial: int = 0
 
@@ -265,9 +269,11 @@ class Soak:
         next_worker_kill = started + 20
         next_coordinator_kill = started + 75
         next_refusal = started + 3
+        next_side = started + 15
         next_long_hang = started + 40
         next_short_hang = started + 8
         hang_until = 0.0  # one hang at a time, so the other worker is free to take over
+        side_runs: list[threading.Thread] = []
         while time.monotonic() < deadline:
             self.load(int(rate * tick))
             now = time.monotonic()
@@ -282,6 +288,12 @@ class Soak:
                 self.hang_probe(SHORT_HANG)
                 hang_until = now + SHORT_HANG + 5
                 next_short_hang = now + rng.uniform(20, 40)
+            if now >= next_side and not any(run.is_alive() for run in side_runs):
+                side_run = threading.Thread(target=self.side_service, args=(self.tag(),))
+                side_run.start()
+                side_runs.append(side_run)
+                self.faults["services started from a thread"] += 1
+                next_side = now + rng.uniform(20, 40)
             if now >= next_worker_kill:
                 pids = [pid for pid in service.worker_pids if pid]
                 if pids:
@@ -296,6 +308,8 @@ class Soak:
                 self.faults["coordinator killed"] += 1
                 next_coordinator_kill = now + rng.uniform(60, 120)
             time.sleep(tick)
+        for side_run in side_runs:
+            side_run.join(timeout=120)
 
     # -- the steady load, with faults among it (cases 1 and 2 ride along) ----------------
 
@@ -421,6 +435,40 @@ class Soak:
             )
         return verdicts
 
+    # -- case 13: a service started from a thread that then ends --------------------------
+
+    def side_service(self, tag: str) -> None:
+        box: list[Any] = []
+
+        def startup_hook() -> None:
+            try:
+                box.append(
+                    ProcessorService(
+                        SoakProcessor,
+                        parallel_workers=1,
+                        processor_class_init_args=(self.log_dir,),
+                    ).start()
+                )
+            except BaseException as exc:
+                box.append(exc)
+
+        hook = threading.Thread(target=startup_hook, name=f"startup-hook-{tag}")
+        hook.start()
+        hook.join()
+        side = box[0]
+        if isinstance(side, BaseException):
+            self.side_problems.append(f"start() from a thread raised {side!r}")
+            return
+        try:
+            promises = side.queue_requests([f"side:{tag}:{i}" for i in range(5)])
+            self.side_promises.extend(promises)
+            for promise in promises:
+                promise.get_result(timeout=60)  # problem_with() checks it at the end
+        except Exception as exc:
+            self.side_problems.append(f"using it raised {exc!r:.200}")
+        finally:
+            side.stop(timeout=30)
+
     # -- background sampling ------------------------------------------------------------
 
     def watch_workers(self) -> None:
@@ -471,7 +519,7 @@ def main() -> None:
     threading.Thread(target=sample, daemon=True).start()
     soak.run(args.minutes * 60, args.rate)
     ended = time.monotonic()
-    wait_while_ending(soak.promises, patience=120)
+    wait_while_ending(soak.promises + soak.side_promises, patience=120)
     waited = time.monotonic() - ended
     stop_sampling.set()
     probes = soak.judge_probes()
@@ -488,7 +536,7 @@ def main() -> None:
 
 def report(soak: Soak, probes: Counter[str]) -> list[str]:
     """Prints how every promise ended, per kind, and the faults; returns what failed."""
-    promises = soak.promises
+    promises = soak.promises + soak.side_promises
     table: dict[str, Counter[str]] = {}
     failures: list[str] = []
     for promise in set(promises):
@@ -522,9 +570,11 @@ def report(soak: Soak, probes: Counter[str]) -> list[str]:
     print("hang probes              " + ", ".join(f"{k} {v}" for k, v in sorted(probes.items())))
     print(f"refused calls wrong      {len(soak.refusals):,}")
     print(f"refused requests run     {len(unexpected):,}")
+    print(f"side service problems    {len(soak.side_problems):,}")
     print(f"wrong outcomes           {wrong:,}")
     print(f"lost                     {lost:,}")
     failures += soak.refusals + [f"processed a refused request: {r}" for r in unexpected]
+    failures += soak.side_problems
     if probes["held behind"]:
         failures.append(f"{probes['held behind']} hang probe(s) held their followers")
     if lost:
