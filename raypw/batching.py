@@ -58,6 +58,9 @@ class BatchSizer:
         self.seconds_per_request: float | None = None
         self.overhead_seconds: float | None = None
         self.timed = 0  # requests timed so far
+        # The usual time per request, slow to follow outliers: a hung request must not make
+        # the next hang look normal (see Scheduler's stall rule).
+        self.typical_seconds: float | None = None
 
     def record(self, seconds: float, processed: int, overhead: float | None = None) -> None:
         """Records a finished batch.
@@ -70,6 +73,11 @@ class BatchSizer:
         if overhead is not None and overhead >= 0:
             self.overhead_seconds = _average(self.overhead_seconds, overhead)
         if processed > 0:
+            each = max(seconds, 0.0) / processed
+            typical = self.typical_seconds
+            self.typical_seconds = _average(
+                typical, each if typical is None else min(each, 4 * typical)
+            )
             self.timed += processed
             self.seconds_per_request = _average(
                 self.seconds_per_request, max(seconds, 0.0) / processed

@@ -51,7 +51,7 @@ __all__ = ["Cancel", "Dispatch", "Scheduler", "Skip", "TakeBack"]
 
 # Batches a worker holds at most: the one it runs and the next, sent while the first runs.
 PIPELINE_DEPTH = 2
-# A worker that reported nothing for STALL_FACTOR times the measured time per request (and
+# A worker that reported nothing for STALL_FACTOR times the usual time per request (and
 # at least STALL_SECONDS) is stalled on a slow or hung request: the unstarted requests it
 # holds go to other workers before newer ones from the queue.
 STALL_FACTOR = 10.0
@@ -457,8 +457,7 @@ class Scheduler:
 
     def _stalled(self, up: list[_Worker]) -> list[_Worker]:
         """Workers that reported nothing for much longer than a request takes."""
-        seconds = self._sizer.seconds_per_request or 0.0
-        limit = max(STALL_SECONDS, STALL_FACTOR * seconds)
+        limit = max(STALL_SECONDS, STALL_FACTOR * (self._sizer.typical_seconds or 0.0))
         now = self._clock()
         return [w for w in up if w.batches and now - w.progress_at > limit]
 

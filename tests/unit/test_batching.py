@@ -89,3 +89,14 @@ def test_batches_grow_with_the_width_of_the_pool():
     sizer.record(seconds=0.01, processed=1)  # 10 ms each
     assert sizer.next_size(10**9, workers=2) == 2  # 20 ms of work
     assert sizer.next_size(10**9, workers=1000) == 250  # 2.5 s: the coordinator keeps up
+
+
+def test_one_hung_request_does_not_make_the_next_hang_look_usual():
+    sizer = seasoned(0.02, 1000)
+    for _ in range(20):
+        sizer.record(seconds=0.001, processed=1)
+    sizer.record(seconds=4.0, processed=1)  # a hang
+    assert sizer.typical_seconds is not None and sizer.typical_seconds < 0.01
+    for _ in range(20):
+        sizer.record(seconds=0.1, processed=1)  # the work really got slower: followed
+    assert sizer.typical_seconds == pytest.approx(0.1, rel=0.05)
