@@ -55,6 +55,20 @@ def processed(log_file: Path) -> list[str]:
     return log_file.read_text().splitlines()
 
 
+def wait_until(condition, what: str, timeout: float = 60.0) -> None:
+    """Polls ``condition`` until it holds; fails naming ``what`` after ``timeout`` s.
+
+    The timeout only turns a hang into a failure: the test waits on the event itself.
+    """
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting until {what}")
+        time.sleep(0.01)
+
+
 def alive_raypw_actors(timeout: float = 10.0) -> list[str]:
     """Class names of raypw actors still alive, after giving kills ``timeout`` s to land."""
     import time
