@@ -69,6 +69,19 @@ def wait_until(condition, what: str, timeout: float = 60.0) -> None:
         time.sleep(0.01)
 
 
+def waits_in(thread_id: int, function: str) -> bool:
+    """True while the thread ``thread_id`` is blocked in a ``wait`` called from ``function``
+    (read off its stack): e.g. inside ``wait_for_all`` or ``stop``."""
+    import sys
+
+    frame = sys._current_frames().get(thread_id)
+    names = []
+    while frame is not None:
+        names.append(frame.f_code.co_name)
+        frame = frame.f_back
+    return bool(names) and names[0] == "wait" and function in names
+
+
 def alive_raypw_actors(timeout: float = 10.0) -> list[str]:
     """Class names of raypw actors still alive, after giving kills ``timeout`` s to land."""
     import time
