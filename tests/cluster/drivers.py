@@ -48,6 +48,13 @@ def client(folder: str, shutdown: str) -> None:
     path = Path(folder)
     service = ProcessorService.connect("thumbs", processor_class=Stamper)
     promises = service.queue_requests(f"v{i}" for i in range(50, 150))
+    # v50..v99 join the owner's at the coordinator, asynchronously: open the gate only once
+    # all 50 have, or some of the owner's could finish first and be processed again.
+    deadline = time.monotonic() + 120
+    while service.stats().deduplicated < 50:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {service.stats().deduplicated} of 50 requests joined")
+        time.sleep(0.05)
     (path / "gate").touch()
     PromiseSet(promises).wait_for_all(timeout=120)
     (path / "client-results.json").write_text(json.dumps([p.get_result() for p in promises]))

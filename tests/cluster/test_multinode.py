@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.cluster.nodes import LoopbackCluster
+from tests.example_output import assert_two_by_two, example_times
 from tests.integration.processors import stamps
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,9 +54,9 @@ def test_cluster_has_two_nodes_and_listens_on_loopback_only(cluster):
 
 def test_examples_run_against_the_cluster_by_address(cluster):
     out = driver(cluster, "examples.example").stdout
-    times = [float(t) for t in re.findall(r"^\s*([\d.]+) s  hola\d? processed\.$", out, re.M)]
+    times = example_times(out)
     assert len(times) == 4, out
-    assert all(4.5 < t < 6.0 for t in times[:2]) and all(9.5 < t < 11.0 for t in times[2:])
+    assert_two_by_two(times)
     out = driver(cluster, "examples.select").stdout
     assert len(re.findall(r"Result: hola\d? processed", out)) == 4
 

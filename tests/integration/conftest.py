@@ -55,6 +55,33 @@ def processed(log_file: Path) -> list[str]:
     return log_file.read_text().splitlines()
 
 
+def wait_until(condition, what: str, timeout: float = 60.0) -> None:
+    """Polls ``condition`` until it holds; fails naming ``what`` after ``timeout`` s.
+
+    The timeout only turns a hang into a failure: the test waits on the event itself.
+    """
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting until {what}")
+        time.sleep(0.01)
+
+
+def waits_in(thread_id: int, function: str) -> bool:
+    """True while the thread ``thread_id`` is blocked in a ``wait`` called from ``function``
+    (read off its stack): e.g. inside ``wait_for_all`` or ``stop``."""
+    import sys
+
+    frame = sys._current_frames().get(thread_id)
+    names = []
+    while frame is not None:
+        names.append(frame.f_code.co_name)
+        frame = frame.f_back
+    return bool(names) and names[0] == "wait" and function in names
+
+
 def alive_raypw_actors(timeout: float = 10.0) -> list[str]:
     """Class names of raypw actors still alive, after giving kills ``timeout`` s to land."""
     import time

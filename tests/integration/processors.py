@@ -15,14 +15,16 @@ class Recorder(Processor):
     """Sleeps as asked, logs each request it processes, and says who processed it.
 
     Requests are strings ``"name"`` or ``"name:seconds"``, or dicts with ``"name"`` and
-    optional ``"seconds"``; the name ``"fail"`` raises ValueError.
+    optional ``"seconds"``; the name ``"fail"`` raises ValueError. With a ``gate`` path, each
+    request, once logged, waits until that file exists.
     """
 
     instances_built = 0
 
-    def __init__(self, log_path: str | None = None, tag: str = "") -> None:
+    def __init__(self, log_path: str | None = None, tag: str = "", gate: str | None = None) -> None:
         self.log_path = Path(log_path) if log_path else None
         self.tag = tag
+        self.gate = Path(gate) if gate else None
         self.pid = os.getpid()
         type(self).instances_built += 1
         self.built = type(self).instances_built
@@ -36,6 +38,11 @@ class Recorder(Processor):
         if self.log_path is not None:
             with self.log_path.open("a") as log:
                 log.write(f"{request}\n")
+        deadline = time.monotonic() + 120
+        while self.gate is not None and not self.gate.exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError("the gate never opened")
+            time.sleep(0.005)
         if seconds:
             time.sleep(float(seconds))
         if name == "fail":

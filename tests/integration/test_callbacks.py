@@ -8,19 +8,25 @@ import threading
 import pytest
 
 from raypw import PromiseSet
-from tests.integration.processors import Recorder, WaitsForFile
+from tests.integration.processors import Gates, Recorder, WaitsForFile
 
 
-def test_wait_for_all_calls_back_in_callers_thread_in_arrival_order(make_service):
-    service = make_service(Recorder, parallel_workers=3)
-    promises = service.queue_requests(["a:1.2", "b:0.1", "c:0.6"])
+def test_wait_for_all_calls_back_in_callers_thread_in_arrival_order(make_service, tmp_path):
+    # Each request runs until its gate opens: b's is open from the start, and each callback
+    # opens the next one's (c after b, a after c). A wait in list order would never end.
+    service = make_service(Gates, parallel_workers=3, processor_class_init_args=(str(tmp_path),))
+    promises = service.queue_requests(["a", "b", "c"])
+    after = {"b": "c", "c": "a"}
     calls = []
 
     def on_done(promise):
         calls.append((promise.request, threading.get_ident()))
+        if promise.request in after:
+            (tmp_path / after[promise.request]).touch()
 
-    PromiseSet(promises + [promises[0]]).wait_for_all(timeout=30, completed_callback=on_done)
-    assert calls == [(r, threading.get_ident()) for r in ["b:0.1", "c:0.6", "a:1.2"]]
+    (tmp_path / "b").touch()
+    PromiseSet(promises + [promises[0]]).wait_for_all(timeout=60, completed_callback=on_done)
+    assert calls == [(r, threading.get_ident()) for r in ["b", "c", "a"]]
 
 
 def test_queue_request_callback_runs_in_background_thread_once_each(make_service):
@@ -40,13 +46,16 @@ def test_queue_request_callback_runs_in_background_thread_once_each(make_service
     assert all(c[1] != threading.get_ident() and c[2] for c in calls)
 
 
-def test_callback_runs_as_soon_as_its_request_finishes(make_service):
-    service = make_service(Recorder, parallel_workers=2)
+def test_callback_runs_as_soon_as_its_request_finishes(make_service, tmp_path):
+    service = make_service(Gates, parallel_workers=2, processor_class_init_args=(str(tmp_path),))
     quick_called = threading.Event()
-    slow = service.queue_request("slow:3")
-    service.queue_request("quick", lambda p: quick_called.set())
-    assert quick_called.wait(2.5)
+    slow = service.queue_request("slow")  # runs until its gate opens
+    service.queue_request("free-quick", lambda p: quick_called.set())
+    # Nobody waits on anything: the callback comes by itself, while "slow" still runs.
+    assert quick_called.wait(60)
     assert not slow.done()
+    (tmp_path / "slow").touch()
+    assert slow.get_result(timeout=60)[0] == "slow"
 
 
 def test_failing_callback_is_logged_and_others_still_run(make_service, caplog):

@@ -24,8 +24,8 @@ from raypw import (
     ServiceStartError,
     WorkerDiedError,
 )
-from tests.integration.conftest import alive_raypw_actors, processed
-from tests.integration.processors import BrokenConstructor, Recorder, Stamper
+from tests.integration.conftest import alive_raypw_actors, processed, wait_until
+from tests.integration.processors import BrokenConstructor, Gates, Recorder, Stamper
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,13 +55,16 @@ def test_stop_waits_for_queued_work_by_default(make_service):
     assert [p.get_result(timeout=0)["request"] for p in promises] == [f"w{i}:0.2" for i in range(6)]
 
 
-def test_stop_without_wait_aborts_pending_at_once(make_service):
-    service = make_service(Recorder, parallel_workers=2)
-    promises = service.queue_requests(f"s{i}:1" for i in range(10))
+def test_stop_without_wait_aborts_pending_at_once(make_service, log_file):
+    service = make_service(Recorder, parallel_workers=2, processor_class_init_args=(str(log_file),))
+    # 30 s each: no request can finish while stop(wait=False) runs, so every promise, the
+    # two running and the eight queued, must end aborted.
+    promises = service.queue_requests(f"s{i}:30" for i in range(10))
+    wait_until(lambda: len(processed(log_file)) == 2, "both workers run a request")
     started = time.monotonic()
     service.stop(wait=False)
-    assert time.monotonic() - started < 2.0
-    assert all(p.done() for p in promises)
+    assert time.monotonic() - started < 15.0  # against 30 s for the running ones alone
+    assert all(p.is_aborted() for p in promises)
     with pytest.raises(PromiseAbortedError):
         promises[-1].get_result(timeout=0)
 
@@ -331,10 +334,12 @@ def _wait_until_stop_waits(thread_id: int, timeout: float = 60) -> None:
 
 
 @pytest.mark.parametrize("then", ["stop again", "let go of it"])
-def test_an_interrupted_stop_can_be_repeated_and_ends_everything(then):
+def test_an_interrupted_stop_can_be_repeated_and_ends_everything(then, tmp_path):
     before = _raypw_threads()
-    service = ProcessorService(Recorder, parallel_workers=1).start()
-    promise = service.queue_request("slow:3")
+    service = ProcessorService(
+        Gates, parallel_workers=1, processor_class_init_args=(str(tmp_path),)
+    ).start()
+    promise = service.queue_request("slow")  # runs until the test opens its gate
     main = threading.get_ident()
 
     def interrupt_once_stop_waits() -> None:  # Ctrl-C while stop() waits for the work
@@ -351,9 +356,19 @@ def test_an_interrupted_stop_can_be_repeated_and_ends_everything(then):
         helper.join()
         signal.signal(signal.SIGINT, previous)
     assert not service.running
+    assert not promise.done()
     if then == "stop again":
-        service.stop()  # finishes the job: waits for the work, then ends everything
-        assert promise.get_result(timeout=0)["request"] == "slow:3"
+        # Finishes the job: waits for the work (its gate opens only once stop() waits),
+        # then ends everything.
+        opener = threading.Thread(
+            target=lambda: (_wait_until_stop_waits(main), (tmp_path / "slow").touch())
+        )
+        opener.start()
+        try:
+            service.stop()
+        finally:
+            opener.join()
+        assert promise.get_result(timeout=0)[0] == "slow"
     else:
         del service
         gc.collect()

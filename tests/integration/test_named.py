@@ -3,8 +3,6 @@ nodes in tests/cluster/test_multinode.py)."""
 
 from __future__ import annotations
 
-import time
-
 import pydantic
 import pytest
 
@@ -16,7 +14,8 @@ from raypw import (
     ServiceNotRunningError,
     ServiceStartError,
 )
-from tests.integration.processors import Echo, Recorder, Stamper, stamps
+from tests.integration.conftest import wait_until
+from tests.integration.processors import Echo, Gates, Recorder, Stamper, gate_log, stamps
 
 
 def test_connect_to_a_name_nobody_runs_is_a_clear_lookup_error():
@@ -49,6 +48,9 @@ def test_clients_of_a_named_service_share_work_and_dedup(make_service, tmp_path)
     assert other.config.parallel_workers == 2
     mine = owner.queue_requests(["a", "b", "c"])
     theirs = other.queue_requests(["b", "c", "d"])
+    # Their "b" and "c" join mine at the coordinator, asynchronously: open the gate once
+    # they have, or mine could finish first and theirs run again.
+    wait_until(lambda: owner.stats().deduplicated == 2, "their b and c joined mine")
     gate.touch()
     PromiseSet(mine + theirs).wait_for_all(timeout=30)
     assert [p.get_result() for p in theirs] == ["b processed.", "c processed.", "d processed."]
@@ -59,13 +61,14 @@ def test_clients_of_a_named_service_share_work_and_dedup(make_service, tmp_path)
 
 def test_shutting_down_a_shared_service_aborts_other_clients_pending(make_service, tmp_path):
     owner = make_service(
-        Stamper, parallel_workers=1, processor_class_init_args=(str(tmp_path / "l"),), name="going"
+        Gates, parallel_workers=1, processor_class_init_args=(str(tmp_path),), name="going"
     )
     other = ProcessorService.connect("going")
-    pending = other.queue_requests(f"sleep0.5#{i}" for i in range(10))
-    time.sleep(0.3)
+    pending = other.queue_requests(f"held{i}" for i in range(10))  # none can finish
+    wait_until(lambda: gate_log(tmp_path), "the other client's work has reached the worker")
     owner.stop(wait=False)
-    PromiseSet(pending).wait_for_all(timeout=30)
+    PromiseSet(pending).wait_for_all(timeout=60)
+    assert all(p.is_aborted() for p in pending)
     with pytest.raises(PromiseAbortedError):
         pending[-1].get_result()
     with pytest.raises(ServiceNotRunningError, match="stopped"):
@@ -82,16 +85,28 @@ def test_bad_name_settings_fail_at_construction(kwargs, field):
         ProcessorService(Echo, parallel_workers=1, **kwargs)
 
 
-def test_a_request_joined_by_another_client_follows_it_when_taken_back(make_service):
-    # "last" waits behind the 3 s request on one worker until an idle one takes it back;
-    # the other client's equal request, joined meanwhile, follows it there: processed once.
-    owner = make_service(Recorder, parallel_workers=3, name="follow")
-    other = ProcessorService.connect("follow", processor_class=Recorder)
-    started = time.time()  # the processor's clock
-    owner.queue_requests(["a:0.3", "b:0.3", "c:0.3", "d:0.3", "slow:3"])
-    mine = owner.queue_request("last:0.3")
-    time.sleep(0.1)
-    theirs = other.queue_request("last:0.3")
-    assert theirs.get_result(timeout=30) == mine.get_result(timeout=30)  # the same processing
-    assert mine.get_result()["finished"] - started < 2.0
+def test_a_request_joined_by_another_client_follows_it_when_taken_back(make_service, tmp_path):
+    # Both workers are held by a gated request, so "free-x" and "free-y" are each sent ahead
+    # to wait behind one of them, and the other client joins both there. Then only "hold1"
+    # is let go: its worker runs what waits behind it, and then can only get the other one
+    # by taking it back from the worker still held by "hold2". The joined request follows
+    # it: both clients get the one result, processed once, by hold1's worker.
+    owner = make_service(
+        Gates, parallel_workers=2, processor_class_init_args=(str(tmp_path),), name="follow"
+    )
+    other = ProcessorService.connect("follow", processor_class=Gates)
+    holders = owner.queue_requests(["hold1", "hold2"])
+    wait_until(lambda: sorted(gate_log(tmp_path)) == ["start hold1", "start hold2"], "both held")
+    mine = owner.queue_requests(["free-x", "free-y"])
+    theirs = other.queue_requests(["free-x", "free-y"])
+    wait_until(lambda: owner.stats().deduplicated == 2, "the other client joined both")
+    (tmp_path / "hold1").touch()
+    _, hold1_pid = holders[0].get_result(timeout=60)
+    for my, their in zip(mine, theirs, strict=True):
+        assert their.get_result(timeout=60) == my.get_result(timeout=60) == (my.request, hold1_pid)
+    assert "end hold2" not in gate_log(tmp_path)  # hold2 held its worker all along
+    started = [line for line in gate_log(tmp_path) if line.startswith("start free-")]
+    assert sorted(started) == ["start free-x", "start free-y"]  # each processed once
+    (tmp_path / "hold2").touch()
+    assert holders[1].get_result(timeout=60)[1] != hold1_pid
     other.stop()

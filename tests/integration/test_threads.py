@@ -10,11 +10,16 @@ from tests.integration.conftest import processed
 from tests.integration.processors import Recorder
 
 
-def test_queue_request_from_many_threads_shares_promises_and_counts_add_up(make_service, log_file):
-    service = make_service(Recorder, parallel_workers=2, processor_class_init_args=(str(log_file),))
-    # Both workers are busy while the threads queue, so every value is still pending when
-    # its duplicates arrive: each distinct value must be processed exactly once.
-    blockers = service.queue_requests(["block1:2", "block2:2"])
+def test_queue_request_from_many_threads_shares_promises_and_counts_add_up(make_service, tmp_path):
+    log, gate = tmp_path / "log", tmp_path / "gate"
+    service = make_service(
+        Recorder,
+        parallel_workers=2,
+        processor_class_init_args={"log_path": str(log), "gate": str(gate)},
+    )
+    # Every request waits for the gate, which opens only once the threads have queued, so
+    # every value is still pending when its duplicates arrive: each distinct value must be
+    # processed exactly once.
     per_thread = 2000
     distinct = 500
     results: dict[int, list] = {}
@@ -31,6 +36,7 @@ def test_queue_request_from_many_threads_shares_promises_and_counts_add_up(make_
         thread.start()
     for thread in threads:
         thread.join()
+    gate.touch()
     by_value = defaultdict(set)
     for promises in results.values():
         for promise in promises:
@@ -38,8 +44,8 @@ def test_queue_request_from_many_threads_shares_promises_and_counts_add_up(make_
     assert len(by_value) == distinct
     assert all(len(ids) == 1 for ids in by_value.values())
     all_promises = [p for promises in results.values() for p in promises]
-    PromiseSet(all_promises + blockers).wait_for_all(timeout=60)
+    PromiseSet(all_promises).wait_for_all(timeout=60)
     assert sum(1 for p in all_promises if p.get_result()["request"] == p.request) == 8 * per_thread
-    lines = processed(log_file)
-    assert len(lines) == distinct + 2
-    assert len(set(lines)) == distinct + 2
+    lines = processed(log)
+    assert len(lines) == distinct
+    assert len(set(lines)) == distinct

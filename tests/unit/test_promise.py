@@ -116,14 +116,17 @@ def test_promise_set_repr_and_len():
 def test_two_selects_on_one_promise_both_hear_of_it_and_either_can_leave():
     promise, other = Promise("a"), Promise("b")
     got = []
-    first = threading.Thread(target=lambda: got.extend(PromiseSet([promise]).select(timeout=5)))
+    first = threading.Thread(target=lambda: got.extend(PromiseSet([promise]).select(timeout=60)))
     first.start()
-    time.sleep(0.05)  # the first select waits on the promise
+    deadline = time.monotonic() + 60
+    while promise._waiters is None:  # until the first select waits on the promise
+        assert time.monotonic() < deadline, "the first select never waited"
+        time.sleep(0.001)
     with pytest.raises(ResultTimeoutError):
         list(PromiseSet([promise, other]).select(timeout=0.05))
     assert promise._waiters is not None and other._waiters is None  # only the first is left
     finish(promise, DONE, 1)
-    first.join(5)
+    first.join(60)
     assert got == [promise]
 
 
