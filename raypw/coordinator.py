@@ -68,6 +68,10 @@ class Coordinator:
         self._pids: list[int] = []  # process id of each worker, 0 while it restarts
         self._restarting: set[int] = set()
         self._runs: dict[int, Any] = {}  # batch id -> the ref of its run() call
+        # Worker -> an event set when the batch last sent to it is over: a batch sent behind
+        # another settles nothing before that one ended, so one worker's results arrive in
+        # the order it produced them (their outcomes() answers race otherwise).
+        self._last_ended: dict[int, asyncio.Event] = {}
         self._mail: dict[str, asyncio.Event] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._throughput = Throughput()
@@ -284,9 +288,14 @@ class Coordinator:
         index, batch_id = action.worker, action.batch.batch_id
         worker = self._workers[index]
         self._runs[batch_id] = worker.run.remote(action.batch)
+        before = self._last_ended.get(index)
+        ended = self._last_ended[index] = asyncio.Event()
         try:
             while True:
                 chunk = await worker.outcomes.remote(batch_id, scheduler.chunk_seconds)
+                if before is not None:
+                    await before.wait()
+                    before = None
                 self._throughput.add(len(chunk.positions))
                 self._act(scheduler.chunk(index, chunk))
                 if chunk.final:
@@ -309,6 +318,7 @@ class Coordinator:
             self._act(scheduler.batch_failed(batch_id, exc, retry=False))
         finally:
             self._runs.pop(batch_id, None)
+            ended.set()
 
     async def _skip(self, action: Skip) -> int:
         """Asks a worker to skip aborted positions; returns how many had started."""
