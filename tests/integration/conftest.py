@@ -19,7 +19,10 @@ def ray_session() -> Iterator[None]:
     path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
     ray.init(
         address="local",
-        num_cpus=2,
+        # Four logical CPUs on the 2-core machine: Ray keeps that many worker processes warm,
+        # so each test's service starts ~0.8 s sooner (2.0-2.7 s -> 1.4-1.75 s, measured).
+        # Actors need one to be placed and hold none while they run, so nothing else changes.
+        num_cpus=4,
         include_dashboard=False,
         runtime_env={"env_vars": {"PYTHONPATH": path}},
     )
