@@ -538,7 +538,9 @@ class Scheduler:
             batch.started_upto = max(batch.started_upto, max(late))
         stay = set(late)
         back = [
-            batch.items[p] for p in positions if p not in stay and batch.items[p].batch is batch
+            item
+            for item in (batch.items[p] for p in positions if p not in stay)
+            if item.batch is batch and item.subscribers  # not aborted meanwhile
         ]
         actions: list[Action] = []
         if back and idle.up and not idle.batches:
@@ -626,11 +628,13 @@ class Scheduler:
         worker = self._workers[batch.worker]
         if batch in worker.batches:
             worker.batches.remove(batch)
+        again = []
         for item in batch.items:
             if item.batch is batch:  # skipped: aborted (no subscribers) or never started
                 item.batch = None
                 if item.subscribers:
-                    self._requeue([item])
+                    again.append(item)
+        self._requeue(again)  # in their order, at the front
         return self.fill()
 
     def _finish(self, item: _Item) -> None:

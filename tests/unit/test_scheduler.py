@@ -453,3 +453,12 @@ def test_work_held_by_a_stalled_worker_goes_to_others_before_newer_queued_work()
     assert [r for r in sent_to_1 if r.startswith("behind")]  # before any newer request
     first_behind = sent_to_1.index(next(r for r in sent_to_1 if r.startswith("behind")))
     assert not any(r.startswith("newer") for r in sent_to_1[:first_behind])
+
+
+def test_requests_a_batch_ended_without_running_go_back_in_their_order():
+    pool = Pool(workers=1)
+    pool.connect("a")
+    pool.submit("a", ["x", "y", "z", "w"])
+    assert pool.requests(0) == [["x", "y", "z", "w"]]
+    pool.end_skipping(0, 0, skipped=(1, 2))
+    assert pool.requests(0) == [["y", "z"]]
