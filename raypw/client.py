@@ -337,8 +337,15 @@ class Client:
 
     # -- aborting --------------------------------------------------------------------------
 
-    def abort(self, promise: Promise[Any]) -> bool:
-        """Aborts a promise (see :meth:`raypw.Promise.abort`)."""
+    def abort(self, promise: Promise[Any], if_unstarted: bool = False) -> bool:
+        """Aborts a promise (see :meth:`raypw.Promise.abort`).
+
+        Args:
+            promise: One of this client's promises.
+            if_unstarted: Abort only if the request has not started (``raypw.compat``): one
+                sent to the coordinator is aborted only once the coordinator confirms that
+                no worker began it; else it stays pending and gets its outcome.
+        """
         import ray
 
         notes = Notes()
@@ -349,8 +356,11 @@ class Client:
                 promise._shares -= 1
                 return False
             sent = promise._id <= self._taken_upto
-            self._forget(promise)
-            settle(promise, ABORTED, None, notes)
+            if not (sent and if_unstarted):
+                self._forget(promise)
+                settle(promise, ABORTED, None, notes)
+        if sent and if_unstarted:
+            return self._abort_if_unstarted(promise)
         self._deliver(notes)
         if sent:
             with self._send_lock:  # a submit carrying it, if in progress, goes out first
@@ -363,6 +373,29 @@ class Client:
                 logger.warning(
                     "the coordinator did not confirm abort of %r", promise, exc_info=True
                 )
+        return True
+
+    def _abort_if_unstarted(self, promise: Promise[Any]) -> bool:
+        """Asks the coordinator to withdraw a sent request unless it started; settles the
+        promise aborted if it was withdrawn. Returns whether it was."""
+        import ray
+
+        with self._send_lock:  # a submit carrying it, if in progress, goes out first
+            message = Abort(self.client_id, self._epoch, [promise._id])
+        try:
+            withdrawn = ray.get(
+                self._coordinator.abort_unstarted.remote(message), timeout=_ABORT_TIMEOUT
+            )
+        except Exception:
+            logger.warning("the coordinator did not answer the abort of %r", promise, exc_info=True)
+            return False
+        notes = Notes()
+        with STATE_LOCK:
+            if promise._id not in withdrawn or promise._state != PENDING:
+                return False
+            self._forget(promise)
+            settle(promise, ABORTED, None, notes)
+        self._deliver(notes)
         return True
 
     def _forget(self, promise: Promise[Any]) -> None:

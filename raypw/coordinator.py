@@ -5,6 +5,7 @@
     clients (drivers)               Coordinator (async actor)               workers (N actors)
     submit(Submit) ------------->   Scheduler: dedup over all clients,      run(WorkBatch)
     abort(Abort) --------------->   queue, dispatch, take-back, retries
+    abort_unstarted(Abort) ----->     (withdraws only what has not started)
     poll() <-- [Outcomes, ...]  <-- mailboxes <-- scheduler.chunk(...)  <-- outcomes(batch_id):
                                                                             chunks as produced
                                     Skip / TakeBack --> worker.skip(batch_id, positions)
@@ -26,7 +27,7 @@ from typing import Any
 from raypw.batching import BatchSizer
 from raypw.config import ServiceConfig
 from raypw.protocol import Abort, Closed, News, Submit
-from raypw.scheduler import Action, Cancel, Dispatch, Scheduler, Skip, TakeBack
+from raypw.scheduler import Action, Cancel, Dispatch, Scheduler, Skip, SkipUnstarted, TakeBack
 from raypw.stats import Throughput
 
 __all__ = ["Coordinator"]
@@ -183,6 +184,38 @@ class Coordinator:
                 started += await self._skip(action)
         self._act([a for a in actions if not isinstance(a, Skip)])
         return len(message.ids) - started
+
+    async def abort_unstarted(self, message: Abort) -> list[int]:
+        """Withdraws those of the requests that have not started; returns their ids.
+
+        Queued requests are withdrawn at once; for each one sent to a worker, that worker is
+        asked to skip it, and it is withdrawn only if it had not started. The others run on
+        and their outcomes reach the client as usual.
+        """
+        withdrawn, asks = self._scheduler.abort_unstarted(message)
+        while asks:
+            answers = await asyncio.gather(*(self._ask_to_skip(ask) for ask in asks))
+            further: list[SkipUnstarted] = []
+            for ask, late in zip(asks, answers, strict=True):
+                ids, more = self._scheduler.skipped_unstarted(ask, late)
+                withdrawn.extend(ids)
+                further.extend(more)
+            asks = further
+        self._wake()
+        return withdrawn
+
+    async def _ask_to_skip(self, ask: SkipUnstarted) -> list[int]:
+        """Asks a worker to skip positions; returns those that had started (all of them if
+        the worker is gone: the scheduler then finds its requests requeued)."""
+        from ray.exceptions import RayError
+
+        try:
+            late: list[int] = await self._workers[ask.worker].skip.remote(
+                ask.batch_id, ask.positions
+            )
+        except RayError:
+            return list(ask.positions)
+        return late
 
     async def poll(self, client: str, timeout: float = POLL_SECONDS) -> list[News]:
         """Returns a client's news, waiting up to ``timeout`` seconds for some."""

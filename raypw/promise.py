@@ -46,7 +46,7 @@ class _Listener(Protocol):
 class _Owner(Protocol):
     """What a promise needs from the service that made it (see ``raypw.client``)."""
 
-    def abort(self, promise: Promise[Any]) -> bool: ...
+    def abort(self, promise: Promise[Any], if_unstarted: bool = False) -> bool: ...
 
 
 class Promise(Generic[ResultT]):
@@ -145,6 +145,20 @@ class Promise(Generic[ResultT]):
         if owner is None:
             return self._abort_locally()
         return owner.abort(self)
+
+    def _abort_if_unstarted(self) -> bool:
+        """Aborts the request only if no worker has begun it (``raypw.compat``'s abort).
+
+        Blocks for a round trip to the coordinator, and to the worker holding the request if
+        it was sent to one. A request that had started stays pending and gets its outcome.
+
+        Returns:
+            True if this call aborted the promise.
+        """
+        owner = self._owner
+        if owner is None:
+            return self._abort_locally()
+        return owner.abort(self, if_unstarted=True)
 
     def _abort_locally(self) -> bool:
         notes = Notes()

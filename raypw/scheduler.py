@@ -23,6 +23,10 @@ The rules:
   ``max_retries`` it fails with :class:`~raypw.WorkerDiedError`.
 - **Aborts** are order-independent: an abort that overtakes its submit is kept until the
   submit lands, and an id is "finished already" only if a submit covering it has arrived.
+- **Aborts of unstarted requests only** (:meth:`Scheduler.abort_unstarted`, for
+  ``raypw.compat``) withdraw a request only where it is known not to have started: queued,
+  or a position its worker agreed to skip. A request that started keeps its subscriber and
+  its result is delivered as usual.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ from raypw.protocol import (
     WorkBatch,
 )
 
-__all__ = ["Cancel", "Dispatch", "Scheduler", "Skip", "TakeBack"]
+__all__ = ["Cancel", "Dispatch", "Scheduler", "Skip", "SkipUnstarted", "TakeBack"]
 
 # Batches a worker holds at most: the one it runs and the next, sent while the first runs.
 PIPELINE_DEPTH = 2
@@ -109,13 +113,28 @@ class Cancel:
 Action = Dispatch | Skip | TakeBack | Cancel
 
 
+@dataclass(frozen=True, slots=True)
+class SkipUnstarted:
+    """Ask ``worker`` not to start ``positions`` of ``batch_id``, for an abort that withdraws
+    only requests that have not started; answer with :meth:`Scheduler.skipped_unstarted`.
+
+    Attributes:
+        subscribers: One per position: the (client, request id) whose abort waits on it.
+    """
+
+    worker: int
+    batch_id: int
+    positions: list[int]
+    subscribers: list[Subscriber]
+
+
 # -- state ---------------------------------------------------------------------------------
 
 
 class _Item:
     """One distinct pending request and the (client, request id) pairs waiting for it."""
 
-    __slots__ = ("attempts", "batch", "key", "request", "subscribers")
+    __slots__ = ("aborting", "attempts", "batch", "key", "request", "subscribers")
 
     def __init__(self, key: Hashable, request: Any, subscriber: Subscriber) -> None:
         self.key = key
@@ -123,6 +142,8 @@ class _Item:
         self.subscribers: list[Subscriber] = [subscriber]
         self.batch: _Batch | None = None  # set while dispatched
         self.attempts = 0  # times a worker died while it held this request
+        # Subscribers whose abort-if-unstarted waits for the worker's answer (a SkipUnstarted).
+        self.aborting: list[Subscriber] | None = None
 
 
 class _Batch:
@@ -256,6 +277,9 @@ class Scheduler:
         self.worker_restarts = 0
         self.dead: BaseException | None = None  # set once no worker is left
         self.woken: set[str] = set()  # clients with new mail since the shell last looked
+        # Aborts-if-unstarted settled before their worker answered: the batch ended, or gave
+        # the position back, without starting it. skipped_unstarted() reports them.
+        self._withdrawn_unstarted: set[Subscriber] = set()
 
     def workers_started(self) -> list[Action]:
         """Every worker is built: work may go out."""
@@ -400,6 +424,8 @@ class Scheduler:
                     state.early_aborts.add(request_id)  # its submit is still on the way
                 continue  # else finished already
             item.subscribers.remove((client, request_id))
+            if item.aborting and (client, request_id) in item.aborting:
+                item.aborting.remove((client, request_id))
             if item.subscribers:
                 continue
             if self._by_key.get(item.key) is item:
@@ -424,6 +450,113 @@ class Scheduler:
             if not batch.live():
                 return [Cancel(batch.worker, batch_id)]
         return []
+
+    def abort_unstarted(self, message: Abort) -> tuple[list[int], list[SkipUnstarted]]:
+        """Withdraws those of a client's requests that have not started.
+
+        Queued ones (and ones whose submit has not arrived) are withdrawn at once. For one
+        sent to a worker that nobody else waits for, the worker is asked (the answer goes to
+        :meth:`skipped_unstarted`); until it answers, the request keeps its subscriber, so an
+        outcome that comes meanwhile is delivered. A request that is known to have started,
+        or that another client also waits for and that is on a worker, is left to finish.
+
+        Returns:
+            The ids withdrawn now, and the questions to ask the workers.
+        """
+        client = message.client
+        state = self._clients.get(client)
+        if state is None or state.epoch != message.epoch:
+            return [], []
+        withdrawn: list[int] = []
+        asks: dict[_Batch, list[tuple[int, Subscriber]]] = {}
+        where: dict[_Batch, dict[int, int]] = {}  # batch -> id(item) -> position
+        for request_id in message.ids:
+            item = state.items.get(request_id)
+            if item is None:
+                if not state.received(request_id):
+                    state.early_aborts.add(request_id)  # its submit is still on the way
+                    withdrawn.append(request_id)
+                continue  # else finished already
+            batch = item.batch
+            if batch is None:
+                self._unsubscribe(state, (client, request_id), item, queued=True)
+                withdrawn.append(request_id)
+            elif item.subscribers == [(client, request_id)]:
+                positions = where.get(batch)
+                if positions is None:
+                    positions = where[batch] = {id(it): p for p, it in enumerate(batch.items)}
+                position = positions[id(item)]
+                if position > batch.started_upto and position >= batch.reported:
+                    item.aborting = [(client, request_id)]
+                    asks.setdefault(batch, []).append((position, (client, request_id)))
+        return withdrawn, [_ask(batch, pairs) for batch, pairs in asks.items()]
+
+    def skipped_unstarted(
+        self, ask: SkipUnstarted, late: list[int]
+    ) -> tuple[list[int], list[SkipUnstarted]]:
+        """A worker answered a :class:`SkipUnstarted`: ``late`` positions had started.
+
+        Returns:
+            The ids withdrawn (never started), and further questions for requests that
+            moved to another worker meanwhile (taken back, or requeued after a death).
+        """
+        batch = self._batches.get(ask.batch_id)
+        started = set(late)
+        withdrawn: list[int] = []
+        asks: dict[_Batch, list[tuple[int, Subscriber]]] = {}
+        for position, subscriber in zip(ask.positions, ask.subscribers, strict=True):
+            client, request_id = subscriber
+            if subscriber in self._withdrawn_unstarted:
+                self._withdrawn_unstarted.discard(subscriber)
+                withdrawn.append(request_id)
+                continue
+            state = self._clients.get(client)
+            item = None if state is None else state.items.get(request_id)
+            if state is None or item is None or not item.aborting:
+                continue  # finished (its outcome is on the way), or withdrawn otherwise
+            if subscriber not in item.aborting:
+                continue
+            if item.batch is not None and item.batch is batch:
+                item.aborting.remove(subscriber)
+                if position in started:
+                    continue  # it runs: its result is delivered
+                self._unsubscribe(state, subscriber, item, queued=False)
+                withdrawn.append(request_id)
+            elif item.batch is None:  # requeued: its worker died
+                item.aborting.remove(subscriber)
+                self._unsubscribe(state, subscriber, item, queued=True)
+                withdrawn.append(request_id)
+            else:  # moved to another worker's batch: ask that one
+                moved = item.batch
+                asks.setdefault(moved, []).append((moved.items.index(item), subscriber))
+        return withdrawn, [_ask(batch, pairs) for batch, pairs in asks.items()]
+
+    def _unsubscribe(
+        self, state: _Client, subscriber: Subscriber, item: _Item, queued: bool
+    ) -> None:
+        """Removes one subscriber of an item that has not started. ``queued``: the item is in
+        the queue (it stays there, dropped when taken, if nobody else waits for it)."""
+        state.items.pop(subscriber[1], None)
+        item.subscribers.remove(subscriber)
+        if item.aborting and subscriber in item.aborting:
+            item.aborting.remove(subscriber)
+        if not item.subscribers:
+            if self._by_key.get(item.key) is item:
+                del self._by_key[item.key]
+            if queued:
+                self._queued -= 1
+
+    def _settle_aborting(self, item: _Item) -> None:
+        """``item`` left its batch unstarted: the aborts-if-unstarted waiting on it hold."""
+        for subscriber in item.aborting or ():
+            state = self._clients.get(subscriber[0])
+            if state is not None and subscriber in item.subscribers:
+                state.items.pop(subscriber[1], None)
+                item.subscribers.remove(subscriber)
+                self._withdrawn_unstarted.add(subscriber)
+        item.aborting = None
+        if not item.subscribers and self._by_key.get(item.key) is item:
+            del self._by_key[item.key]
 
     # -- dispatch ------------------------------------------------------------------------
 
@@ -537,9 +670,13 @@ class Scheduler:
         if late:
             batch.started_upto = max(batch.started_upto, max(late))
         stay = set(late)
+        released = [batch.items[p] for p in positions if p not in stay]
+        for item in released:
+            if item.aborting and item.batch is batch:
+                self._settle_aborting(item)
         back = [
             item
-            for item in (batch.items[p] for p in positions if p not in stay)
+            for item in released
             if item.batch is batch and item.subscribers  # not aborted meanwhile
         ]
         actions: list[Action] = []
@@ -603,6 +740,7 @@ class Scheduler:
                 del by_key[key]
             item.batch = None
             item.subscribers = []
+            item.aborting = None  # it ran: those aborts came too late
         for client, outcomes in news.items():
             self._post(client, outcomes)
         if chunk.final:
@@ -631,6 +769,8 @@ class Scheduler:
         again = []
         for item in batch.items:
             if item.batch is batch:  # skipped: aborted (no subscribers) or never started
+                if item.aborting:
+                    self._settle_aborting(item)
                 item.batch = None
                 if item.subscribers:
                     again.append(item)
@@ -642,6 +782,7 @@ class Scheduler:
         if self._by_key.get(item.key) is item:
             del self._by_key[item.key]
         item.batch = None
+        item.aborting = None
         clients = self._clients
         for client, request_id in item.subscribers:
             state = clients.get(client)
@@ -767,6 +908,10 @@ class Scheduler:
     @property
     def workers_alive(self) -> int:
         return sum(1 for w in self._workers if w.alive)
+
+
+def _ask(batch: _Batch, pairs: list[tuple[int, Subscriber]]) -> SkipUnstarted:
+    return SkipUnstarted(batch.worker, batch.batch_id, [p for p, _ in pairs], [s for _, s in pairs])
 
 
 def _describe(request: Any, limit: int = 80) -> str:

@@ -11,7 +11,7 @@ import pytest
 from raypw.batching import BatchSizer
 from raypw.errors import WorkerDiedError
 from raypw.protocol import Abort, Failed, Forgotten, OutcomeChunk, Outcomes, Submit
-from raypw.scheduler import Cancel, Dispatch, Scheduler, Skip, TakeBack
+from raypw.scheduler import Cancel, Dispatch, Scheduler, Skip, SkipUnstarted, TakeBack
 
 
 class Clock:
@@ -387,6 +387,117 @@ def test_an_abort_between_two_out_of_order_submits_is_not_taken_as_finished():
         pool.finish(0)
     sent = [r for batch in pool.requests(0) for r in batch]
     assert "y" not in sent and 2 not in pool.results("a")
+
+
+# -- aborts of unstarted requests only (raypw.compat) --------------------------------------
+
+
+def _abort_unstarted(pool: Pool, client: str, ids: list[int]):
+    return pool.scheduler.abort_unstarted(Abort(client, pool.epochs[client], ids))
+
+
+def test_abort_unstarted_withdraws_a_queued_request_at_once():
+    pool = Pool(workers=1)
+    pool.connect("a")
+    ids = pool.submit("a", ["x"] + [f"r{i}" for i in range(100)])
+    assert _abort_unstarted(pool, "a", [ids[-1]]) == ([ids[-1]], [])
+    while pool.batches[0]:
+        pool.finish(0)
+    assert "r99" not in [r for batch in pool.requests(0) for r in batch]
+    assert ids[-1] not in pool.results("a")
+
+
+def test_abort_unstarted_of_a_request_whose_submit_is_on_the_way_withdraws_it():
+    pool = Pool(workers=1)
+    pool.connect("a")
+    epoch = pool.epochs["a"]
+    pool.act(pool.scheduler.submit(Submit("a", epoch, 1, 1, [1], ["x"])))
+    assert pool.scheduler.abort_unstarted(Abort("a", epoch, [2])) == ([2], [])
+    pool.act(pool.scheduler.submit(Submit("a", epoch, 2, 2, [2], ["y"])))
+    assert "y" not in [r for batch in pool.requests(0) for r in batch]
+
+
+def test_abort_unstarted_asks_the_worker_and_withdraws_what_it_skipped():
+    pool = Pool(workers=1)
+    pool.connect("a")
+    ids = pool.submit("a", ["x", "y"])
+    batch = pool.batches[0][0]
+    withdrawn, asks = _abort_unstarted(pool, "a", [ids[1]])
+    assert withdrawn == [] and asks == [SkipUnstarted(0, batch.batch_id, [1], [("a", ids[1])])]
+    assert pool.scheduler.skipped_unstarted(asks[0], late=[]) == ([ids[1]], [])
+    pool.end_skipping(0, 0, skipped=(1,))
+    assert pool.results("a") == {ids[0]: "x!"}
+
+
+def test_abort_unstarted_of_a_started_request_lets_its_result_through():
+    pool = Pool(workers=1)
+    pool.connect("a")
+    ids = pool.submit("a", ["x", "y"])
+    batch = pool.batches[0][0]
+    withdrawn, asks = _abort_unstarted(pool, "a", [ids[0]])
+    assert withdrawn == []
+    assert pool.scheduler.skipped_unstarted(asks[0], late=[0]) == ([], [])
+    pool.finish(0)
+    assert pool.results("a") == {ids[0]: "x!", ids[1]: "y!"}
+    assert pool.skips == [] and pool.cancels == [] and batch.batch_id not in pool.scheduler._batches
+
+
+def test_abort_unstarted_of_a_reported_position_does_not_ask(pool):
+    ids = pool.submit("a", ["x", "y"])
+    pool.finish(0, count=1, final=False)
+    assert _abort_unstarted(pool, "a", [ids[0]]) == ([], [])
+
+
+def test_an_outcome_before_the_workers_answer_is_delivered(pool):
+    ids = pool.submit("a", ["x"])
+    _, asks = _abort_unstarted(pool, "a", ids)
+    pool.finish(0)  # it had started: its outcome overtakes the worker's answer
+    assert pool.scheduler.skipped_unstarted(asks[0], late=[0]) == ([], [])
+    assert pool.results("a") == {ids[0]: "x!"}
+
+
+def test_a_batch_that_ends_before_the_workers_answer_still_counts_the_skip(pool):
+    ids = pool.submit("a", ["x", "y"])
+    _, asks = _abort_unstarted(pool, "a", [ids[1]])
+    pool.end_skipping(0, 0, skipped=(1,))  # the final chunk overtakes the answer
+    assert pool.scheduler.queued == 0  # not requeued: the abort holds
+    assert pool.scheduler.skipped_unstarted(asks[0], late=[]) == ([ids[1]], [])
+    assert pool.results("a") == {ids[0]: "x!"}
+
+
+def test_abort_unstarted_follows_a_request_requeued_after_its_worker_died(pool):
+    ids = pool.submit("a", ["x"])
+    _, asks = _abort_unstarted(pool, "a", ids)
+    pool.act(pool.scheduler.worker_died(0, RuntimeError("killed")))
+    pool.batches[0].clear()
+    moved = pool.batches[1][0]  # requeued and sent to the other worker
+    withdrawn, again = pool.scheduler.skipped_unstarted(asks[0], late=[0])
+    assert withdrawn == [] and again == [SkipUnstarted(1, moved.batch_id, [0], [("a", ids[0])])]
+    assert pool.scheduler.skipped_unstarted(again[0], late=[]) == (ids, [])
+
+
+def test_abort_unstarted_leaves_a_dispatched_request_another_client_waits_for(pool):
+    pool.connect("b")
+    a_ids = pool.submit("a", ["x"])
+    b_ids = pool.submit("b", ["x"])
+    assert _abort_unstarted(pool, "a", a_ids) == ([], [])
+    pool.finish(0)
+    assert pool.results("a") == {a_ids[0]: "x!"}
+    assert pool.results("b") == {b_ids[0]: "x!"}
+
+
+def test_a_position_given_back_unstarted_settles_a_waiting_abort(pool):
+    ids = pool.submit("a", ["x", "y", "z", "w"])
+    batch = pool.batches[0][0]
+    assert batch.requests == ["x", "y"]
+    _, asks = _abort_unstarted(pool, "a", [ids[1]])
+    pool.finish(1)  # worker 1 is idle: it asks for worker 0's unstarted batch back
+    assert pool.take_backs == [TakeBack(0, batch.batch_id, [0, 1])]
+    # The take-back is answered first: "x" had started, "y" comes back unstarted.
+    pool.act(pool.scheduler.taken_back(batch.batch_id, [0, 1], late=[0]))
+    assert pool.scheduler.skipped_unstarted(asks[0], late=[]) == ([ids[1]], [])
+    assert "y" not in [r for b in pool.requests(1) for r in b]  # not handed on
+    assert pool.scheduler.queued == 0
 
 
 # -- clients -------------------------------------------------------------------------------
