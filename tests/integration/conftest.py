@@ -14,6 +14,9 @@ from raypw import ProcessorService
 
 @pytest.fixture(scope="session", autouse=True)
 def ray_session() -> Iterator[None]:
+    if ray.is_initialized():  # tests/compat reuses this fixture: one Ray for the session
+        yield
+        return
     root = str(Path(__file__).resolve().parents[2])
     # Workers import the test processors by module name, like a user's own package.
     path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)

@@ -11,6 +11,7 @@ def test_all_names_are_exported_and_nothing_else_public():
         "batching",
         "cli",
         "client",
+        "compat",
         "config",
         "coordinator",
         "demo",
