@@ -39,6 +39,7 @@ from typing import Any, Generic
 from raypw.client import Client
 from raypw.config import BatchingConfig, ServiceConfig, WorkerResources
 from raypw.errors import ServiceNotFoundError, ServiceNotRunningError, ServiceStartError
+from raypw.output import OutputWatch, show_every_line
 from raypw.processor import Processor, RequestT, ResultT
 from raypw.promise import Promise
 from raypw.stats import ServiceStats
@@ -181,6 +182,7 @@ class ProcessorService(Generic[RequestT, ResultT]):
         self._client: Client | None = None
         self._uses_our_ray = False
         self._worker_pids: list[int] = []
+        self._output: OutputWatch | None = None  # worker lines reaching this driver
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -214,6 +216,7 @@ class ProcessorService(Generic[RequestT, ResultT]):
                 self._release_ray()
                 raise
             self._state = _Lifecycle.RUNNING
+            self._output = OutputWatch()
             _track(self)
         logger.info(
             "raypw service started: %d x %s", len(self._worker_pids), self.processor_class.__name__
@@ -225,6 +228,7 @@ class ProcessorService(Generic[RequestT, ResultT]):
         import ray
 
         with _ray_lock:
+            show_every_line()
             if not ray.is_initialized():
                 address = self.config.address
                 _in_a_lasting_thread(
@@ -449,6 +453,10 @@ class ProcessorService(Generic[RequestT, ResultT]):
             self._state = _Lifecycle.STOPPING
         if self._client is not None:
             self._client.close(wait=wait, timeout=timeout, hand_over=hand_over)
+        output, self._output = self._output, None
+        if output is not None:  # lines printed last may still be on their way
+            output.drain()
+            output.close()
         with self._lock:
             if self._state is _Lifecycle.STOPPED:
                 return False

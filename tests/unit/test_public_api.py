@@ -16,6 +16,7 @@ def test_all_names_are_exported_and_nothing_else_public():
         "coordinator",
         "demo",
         "errors",
+        "output",
         "processor",
         "progress",
         "promise",
