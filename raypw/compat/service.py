@@ -228,8 +228,15 @@ class ProcessorService:
 
     def _wait_for_start(self, request: Any, callback: Callback | None) -> Promise:
         """Keeps a request queued while stopped. Call with the lock held."""
-        key = self._key(request)
-        found = self._waiting.get(key)
+        try:
+            key = self._key(request)
+            found = self._waiting.get(key)
+        except TypeError:
+            raise TypeError(
+                f"the request {request!r:.80} is unhashable, so equal requests cannot share a "
+                "promise; pass a hashable request, or give the service key=, a function "
+                "returning a hashable key for each request"
+            ) from None
         if found is None:
             found = self._waiting[key] = (Promise(request, self), [])
         found[1].append(callback)
@@ -243,6 +250,7 @@ class ProcessorService:
             if found is None or found[0] is not promise:
                 return False
             callbacks = found[1]
+            callbacks_given = list(callbacks)
             callbacks.pop()
             if callbacks:
                 return True  # other holders still wait for it
@@ -250,6 +258,11 @@ class ProcessorService:
         aborted: raypw.Promise[Any] = raypw.Promise(promise._request)
         aborted.abort()
         promise._bind(aborted)
+        for callback in dict.fromkeys(cb for cb in callbacks_given if cb is not None):
+            try:
+                callback(promise)
+            except Exception:
+                logger.exception("completed_callback %r raised for %r", callback, promise)
         return True
 
     def _wrap(self, inner: raypw.Promise[Any]) -> Promise:

@@ -31,8 +31,15 @@ def test_requests_queued_before_start_run_once_started(gated, tmp_path):
     early = service.queue_requests(["free-1", "free-2"])
     twice = service.queue_request("free-1")
     assert twice is early[0]
+    called = []
+    dropped = service.queue_request("free-dropped", called.append)
+    dropped.abort()  # before start(): it never runs, and its callback hears of it
+    assert dropped.get_result() is None and dropped.is_request_aborted()
+    assert called == [dropped]
     assert service.get_queue_remaining() == 2
     assert not early[0].peak_result()
+    with pytest.raises(TypeError, match="unhashable"):
+        service.queue_request(["a", "list"])
     service.start()
     assert [p.get_result() for p in early] == ["free-1 processed.", "free-2 processed."]
     assert started(tmp_path) == ["free-1", "free-2"]
