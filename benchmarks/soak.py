@@ -405,8 +405,10 @@ class Soak:
 
     def judge_probes(self) -> Counter[str]:
         """A probe is held when a follower finished less than half the hang before the hang
-        did; inconclusive when a worker restarted while the hang ran (the followers may have
-        waited for that instead)."""
+        did on the hang's own worker (it waited for the hang); inconclusive when a worker
+        restarted while the hang ran (the followers may have waited for that instead). Late
+        followers that all ran on other workers were taken over, as they must be, and were
+        late only behind the soak's backlog."""
         verdicts: Counter[str] = Counter()
         noted = [id(p) for probe in self.probes for p in (probe.hang, *probe.followers)]
         deadline = time.monotonic() + 10  # callbacks run just after their promise ends
@@ -429,8 +431,16 @@ class Soak:
                 continue
             start = began.get(probe.hang.request, probe.queued_at)
             restarted = any(start - 1 <= t <= hang_done + 1 for t in self.pid_changes)
-            verdicts["inconclusive: a worker restarted" if restarted else "held behind"] += 1
             on_its_worker = sum(_worker(p) == _worker(probe.hang) for p in late)
+            if not on_its_worker:
+                # Another worker took them over, as it must; they were late only because the
+                # soak queues more than two workers keep up with (its backlog).
+                verdict = "taken over, late behind the backlog"
+            elif restarted:
+                verdict = "inconclusive: a worker restarted"
+            else:
+                verdict = "held behind"
+            verdicts[verdict] += 1
             print(
                 f"hang probe {probe.hang.request}: {len(late)} of {len(done)} followers done "
                 f"late ({on_its_worker} on the hang's worker), the last {max(done) - start:.1f} s "
