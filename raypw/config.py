@@ -96,6 +96,23 @@ class ServiceConfig(BaseModel):
         ),
     )
 
+    request_timeout: float | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "Default deadline of every request, in seconds from queue_request(); None: none. "
+            "A request's own timeout= overrides it."
+        ),
+    )
+    request_timeout_grace: float = Field(
+        default=5.0,
+        ge=0,
+        description=(
+            "Seconds a request still running at its deadline has, once cancelled with "
+            "ray.cancel, to return before its worker is killed and restarted."
+        ),
+    )
+
     @model_validator(mode="after")
     def _detached_needs_a_name(self) -> ServiceConfig:
         if self.detached and self.name is None:

@@ -9,6 +9,7 @@ The hierarchy keeps the standard library's bases, so ``except TimeoutError`` and
     ├── ServiceNotFoundError(RaypwError, LookupError)     connect() to a name nobody runs
     ├── PromiseAbortedError(RaypwError)                   get_result() on an aborted promise
     ├── ResultTimeoutError(RaypwError, TimeoutError)      a wait ran out of time
+    ├── RequestTimeoutError(RaypwError, TimeoutError)     a request's deadline passed
     ├── WorkerDiedError(RaypwError)                       the actor holding a request died
     ├── TransferError(RaypwError)                         a request or result could not travel
     └── RemoteError(RaypwError)                           process() raised an exception that
@@ -29,6 +30,7 @@ __all__ = [
     "PromiseAbortedError",
     "RaypwError",
     "RemoteError",
+    "RequestTimeoutError",
     "ResultTimeoutError",
     "ServiceNotFoundError",
     "ServiceNotRunningError",
@@ -68,6 +70,32 @@ class PromiseAbortedError(RaypwError):
 
 class ResultTimeoutError(RaypwError, TimeoutError):
     """A wait ran out of time; the requests it waited for keep running."""
+
+
+class RequestTimeoutError(RaypwError, TimeoutError):
+    """A request did not finish by its deadline (``queue_request(..., timeout=)``).
+
+    Unlike :class:`ResultTimeoutError`, this ends the promise: the request was not started,
+    or, if it was running, it was cancelled (``ray.cancel``) and its worker killed and
+    restarted if it did not return within the service's ``request_timeout_grace``. It is
+    not retried.
+
+    Attributes:
+        request: The request.
+        timeout: Its timeout in seconds.
+        deadline: Its deadline, in seconds since the epoch (``time.time()``).
+    """
+
+    def __init__(
+        self, message: str, request: Any = None, timeout: float = 0.0, deadline: float = 0.0
+    ) -> None:
+        super().__init__(message)
+        self.request = request
+        self.timeout = timeout
+        self.deadline = deadline
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.request, self.timeout, self.deadline))
 
 
 class WorkerDiedError(RaypwError):
