@@ -19,16 +19,20 @@ microseconds.
 from __future__ import annotations
 
 import collections
+import datetime
+import heapq
 import itertools
 import logging
 import queue
 import threading
+import time
 import uuid
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
 from raypw.errors import (
     RemoteError,
+    RequestTimeoutError,
     ServiceNotRunningError,
     TransferError,
     WorkerDiedError,
@@ -53,6 +57,7 @@ from raypw.protocol import (
     Outcomes,
     Pickled,
     Submit,
+    TimedOut,
     dump,
 )
 
@@ -82,6 +87,9 @@ _REFILL_SHARE = 0.5
 MAX_BYTES_IN_FLIGHT = 64 * 1024 * 1024
 # Seconds an abort() waits for the coordinator's confirmation before it gives up waiting.
 _ABORT_TIMEOUT = 30.0
+# The heap of unsent requests' deadlines is compacted (sent ones dropped) past twice the
+# outbox's length, and at least this many entries.
+_MIN_DEADLINE_HEAP = 4096
 
 
 class Client:
@@ -108,6 +116,9 @@ class Client:
         self._by_key: dict[Hashable, Promise[Any]] = {}
         self._by_id: dict[int, Promise[Any]] = {}
         self._outbox: collections.deque[Promise[Any]] = collections.deque()
+        # (deadline, id) of requests with a timeout, while they may still be in the outbox:
+        # one whose deadline passes before it is sent fails here, and is never sent.
+        self._unsent_deadlines: list[tuple[float, int]] = []
         self._taken_upto = 0  # ids up to this one have left the outbox
         self._sent = 0  # promises sent to the coordinator and not finished
         self._sent_bytes = 0  # their requests' size
@@ -216,6 +227,7 @@ class Client:
         lock held."""
         requests = []
         keys: list[Any] | None = None if self._key is None else []
+        timeouts: list[float | None] | None = None
         for promise in promises:
             carried = promise._carried
             if carried is None:  # sent before (handed back): pickle it again
@@ -224,6 +236,13 @@ class Client:
             promise._carried = None
             if keys is not None:
                 keys.append(dump(promise._key))
+            if promise._timeout is not None and timeouts is None:
+                timeouts = []
+        if timeouts is not None:  # seconds left now: the coordinator's clock is its own
+            now = time.monotonic()
+            timeouts = [
+                None if p._timeout is None else max(0.0, p._deadline - now) for p in promises
+            ]
         message = Submit(
             self.client_id,
             self._epoch,
@@ -232,16 +251,23 @@ class Client:
             [p._id for p in promises],
             requests,
             keys,
+            timeouts,
         )
         return self._coordinator.submit.remote(message)
 
     # -- queueing --------------------------------------------------------------------------
 
-    def queue(self, requests: Iterable[Any], callback: Callback | None) -> list[Promise[Any]]:
+    def queue(
+        self, requests: Iterable[Any], callback: Callback | None, timeout: float | None = None
+    ) -> list[Promise[Any]]:
         """Queues requests and returns one promise each (equal pending requests share one).
 
         All or nothing: if one request is refused, or the call is interrupted (Ctrl-C),
         none of this call's requests is queued.
+
+        Requests with a ``timeout`` (seconds, checked by the caller) have a deadline of their
+        own: they share a promise only with equal requests of the same call, never with one
+        queued before or after (the coordinator still runs equal requests once).
 
         Raises:
             TypeError: a request is unhashable (without a key function), cannot be pickled,
@@ -259,7 +285,8 @@ class Client:
                 )
             # Phase 1 runs the requests' own __hash__ and __eq__ (dict lookups), which may
             # raise or be interrupted: it changes nothing shared.
-            by_key = self._by_key
+            # A request with a deadline joins no promise of another call (nor one of it).
+            by_key = self._by_key if timeout is None else {}
             new: dict[Hashable, Promise[Any]] = {}
             promises: list[Promise[Any]] = []
             joined: list[Promise[Any]] = []
@@ -290,6 +317,13 @@ class Client:
             for promise in fresh:
                 promise._id = next(ids)
             by_id = {promise._id: promise for promise in fresh}
+            deadlines: list[tuple[float, int]] = []
+            if timeout is not None:
+                deadline = time.monotonic() + timeout
+                for promise in fresh:
+                    promise._timeout = timeout
+                    promise._deadline = deadline
+                deadlines = [(deadline, promise._id) for promise in fresh]
             # Phase 2 commits with a few C-level calls, in an order that leaves nothing
             # half-queued if an interrupt lands between them.
             wake = not self._outbox
@@ -297,6 +331,8 @@ class Client:
                 self._outbox.extend(fresh)
                 self._by_id.update(by_id)
                 by_key.update(new)
+                if deadlines:
+                    self._add_unsent_deadlines(deadlines)
                 for promise in joined:
                     promise._shares += 1
                     if callback is not None:
@@ -309,6 +345,34 @@ class Client:
                 if wake and self._outbox:
                     self._outbox_ready.notify()
         return promises
+
+    def _add_unsent_deadlines(self, deadlines: list[tuple[float, int]]) -> None:
+        """Watches the deadlines of requests in the outbox. Call with STATE_LOCK held."""
+        heap = self._unsent_deadlines
+        for entry in deadlines:
+            heapq.heappush(heap, entry)  # the latest so far: sifts up O(1), usually
+        if len(heap) > max(_MIN_DEADLINE_HEAP, 2 * len(self._outbox)):
+            sent = self._taken_upto
+            self._unsent_deadlines = [e for e in heap if e[1] > sent]
+            heapq.heapify(self._unsent_deadlines)
+        self._outbox_ready.notify()  # the sender watches the next deadline
+
+    def _expire_unsent(self, notes: Notes) -> float | None:
+        """Fails the requests whose deadline passed while they were still in the outbox (they
+        are never sent); returns the seconds until the next such deadline, or None. Call
+        with STATE_LOCK held. Sent requests are the coordinator's to time out."""
+        heap = self._unsent_deadlines
+        if not heap:
+            return None
+        now = time.monotonic()
+        while heap and heap[0][0] <= now:
+            _, request_id = heapq.heappop(heap)
+            promise = self._by_id.get(request_id)
+            if promise is None or request_id <= self._taken_upto:
+                continue
+            self._forget(promise)  # it stays in the outbox, which drops it unsent
+            settle(promise, FAILED, _timeout_error(promise), notes)
+        return heap[0][0] - now if heap else None
 
     def _prepare(self, request: Any) -> tuple[Any, Hashable, Any, int]:
         """Checks a request; returns it, its key, its carried form and its size in bytes."""
@@ -434,11 +498,19 @@ class Client:
     def _send_loop(self) -> None:
         previous: tuple[Any, list[int]] | None = None
         while True:
+            notes = Notes()
             with STATE_LOCK:
-                while not self._stopped and (not self._outbox or not self._may_send()):
-                    self._outbox_ready.wait(1.0)  # a wake-up lost to an interrupt costs 1 s
-                if self._stopped:
-                    return
+                while True:
+                    next_deadline = self._expire_unsent(notes)
+                    if self._stopped or (self._outbox and self._may_send()):
+                        break
+                    # A wake-up lost to an interrupt costs 1 s.
+                    wait = 1.0 if next_deadline is None else min(1.0, next_deadline)
+                    self._outbox_ready.wait(wait)
+                stopped = self._stopped
+            self._deliver(notes)
+            if stopped:
+                return
             with self._send_lock:
                 with STATE_LOCK:
                     outbox = self._outbox
@@ -529,6 +601,8 @@ class Client:
                 self._settle(entry)
             elif isinstance(entry, Failed):
                 self._fail(entry.ids, entry.error)
+            elif isinstance(entry, TimedOut):
+                self._time_out(entry.ids)
             elif isinstance(entry, Closed):
                 self._close_from_service(entry.reason)
                 return False
@@ -607,6 +681,9 @@ class Client:
             self._outbox.extendleft(reversed(resend))
             if resend:
                 self._taken_upto = resend[0]._id - 1
+            timed = [(p._deadline, p._id) for p in resend if p._timeout is not None]
+            if timed:
+                self._add_unsent_deadlines(timed)
             self._sent = 0
             self._sent_bytes = 0
             self._outbox_ready.notify()
@@ -668,6 +745,17 @@ class Client:
                     settle(promise, FAILED, error, notes)
         self._deliver(notes)
 
+    def _time_out(self, ids: list[int]) -> None:
+        """Fails the given pending promises: their deadlines passed at the coordinator."""
+        notes = Notes()
+        with STATE_LOCK:
+            for request_id in ids:
+                promise = self._by_id.get(request_id)
+                if promise is not None:
+                    self._forget(promise)
+                    settle(promise, FAILED, _timeout_error(promise), notes)
+        self._deliver(notes)
+
     def _deliver(self, notes: Notes) -> None:
         notes.notify()
         for entry in notes.callbacks:
@@ -699,6 +787,20 @@ def _rebuild_error(carried: Any, request: Any) -> BaseException:
     if not isinstance(error, BaseException):
         return RemoteError(f"process() of {request!r:.80} failed: {error!r:.200}")
     return error
+
+
+def _timeout_error(promise: Promise[Any]) -> RequestTimeoutError:
+    """The error of a promise whose deadline passed."""
+    timeout = promise._timeout or 0.0
+    deadline = time.time() - (time.monotonic() - promise._deadline)
+    when = datetime.datetime.fromtimestamp(deadline, datetime.UTC).strftime("%H:%M:%S.%f")[:-3]
+    return RequestTimeoutError(
+        f"{promise.request!r:.80} did not finish within its timeout of {timeout:g} s "
+        f"(deadline {when} UTC); it was not started, or was cancelled, and is not retried",
+        request=promise.request,
+        timeout=timeout,
+        deadline=deadline,
+    )
 
 
 def _comparison_error(request: Any, keyed: bool, exc: Exception) -> TypeError:

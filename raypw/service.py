@@ -26,6 +26,7 @@ import atexit
 import enum
 import html
 import logging
+import math
 import queue
 import threading
 import time
@@ -114,6 +115,11 @@ class ProcessorService(Generic[RequestT, ResultT]):
         client_timeout: Seconds after which the coordinator forgets a program that stopped
             talking to it (a killed process) and withdraws the requests only it waited for. A
             program that was merely frozen that long sends its requests again.
+        request_timeout: The default deadline of every request, in seconds from its
+            ``queue_request``; None for none. See ``timeout=`` of :meth:`queue_request`.
+        request_timeout_grace: Seconds a request still running at its deadline has, once
+            cancelled (``ray.cancel``: ``ray.get_runtime_context().is_canceled()`` turns True
+            in ``process()``), to return before its worker is killed and restarted.
 
     Raises:
         pydantic.ValidationError: (a ``ValueError``) an argument is invalid; the message names
@@ -140,6 +146,8 @@ class ProcessorService(Generic[RequestT, ResultT]):
         name: str | None = None,
         detached: bool = False,
         client_timeout: float = 60.0,
+        request_timeout: float | None = None,
+        request_timeout_grace: float = 5.0,
     ) -> None:
         if not (isinstance(processor_class, type) and issubclass(processor_class, Processor)):
             raise TypeError(
@@ -156,6 +164,8 @@ class ProcessorService(Generic[RequestT, ResultT]):
             "name": name,
             "detached": detached,
             "client_timeout": client_timeout,
+            "request_timeout": request_timeout,
+            "request_timeout_grace": request_timeout_grace,
         }
         if worker is not None:
             fields["worker"] = worker
@@ -548,17 +558,29 @@ class ProcessorService(Generic[RequestT, ResultT]):
         self,
         request: RequestT,
         completed_callback: Callable[[Promise[ResultT]], object] | None = None,
+        *,
+        timeout: float | None = None,
     ) -> Promise[ResultT]:
         """Queues one request and returns its promise at once. Thread-safe.
 
         An equal request (same key) still pending returns the same promise and is not
-        processed again.
+        processed again. A request with a deadline (``timeout``) gets a promise of its own,
+        with its own deadline; equal requests are still processed once, for as long as one
+        of their waiters' deadlines has not passed.
 
         Args:
             request: Any picklable object; hashable unless the service has a ``key``.
             completed_callback: Called with the promise from a background thread as soon as
                 the request finishes (also when it fails or is aborted). Exceptions it raises
                 are logged.
+            timeout: Seconds from now by which the request must have finished: its deadline.
+                A request not started by then is never started; one running then is cancelled
+                (``ray.cancel``: ``ray.get_runtime_context().is_canceled()`` turns True in
+                ``process()``) and, if it has not returned ``request_timeout_grace`` seconds
+                later, its worker is killed and restarted. Either way the promise fails with
+                :class:`~raypw.RequestTimeoutError` at the deadline and the request is not
+                retried; other requests are unaffected. None uses the service's
+                ``request_timeout``; ``math.inf`` sets no deadline.
 
         Returns:
             The request's promise.
@@ -566,24 +588,37 @@ class ProcessorService(Generic[RequestT, ResultT]):
         Raises:
             ServiceNotRunningError: before ``start()`` or after ``stop()``.
             TypeError: the request is unhashable (pass ``key=`` to the service) or cannot be
-                pickled, or ``completed_callback`` is not callable. Nothing else is affected.
+                pickled, ``completed_callback`` is not callable, or ``timeout`` is not a number.
+                Nothing else is affected.
+            ValueError: ``timeout`` is not positive.
+
+        Example:
+            >>> promise = svc.queue_request("slow", timeout=30)  # doctest: +SKIP
+            >>> promise.get_result()  # doctest: +SKIP
+            Traceback (most recent call last):
+            raypw.errors.RequestTimeoutError: 'slow' did not finish within its timeout of 30 s ...
         """
         _check_callback(completed_callback)
-        return self._running_client().queue((request,), completed_callback)[0]
+        seconds = _check_timeout(timeout, self.config.request_timeout)
+        return self._running_client().queue((request,), completed_callback, seconds)[0]
 
     def queue_requests(
         self,
         requests: Iterable[RequestT],
         completed_callback: Callable[[Promise[ResultT]], object] | None = None,
+        *,
+        timeout: float | None = None,
     ) -> list[Promise[ResultT]]:
         """Queues many requests at once, the fast path; one promise per request, in order.
 
         The requests are checked first: if one is unhashable or unpicklable, or
         ``completed_callback`` is not callable, a ``TypeError`` is raised and none is queued.
-        Otherwise as :meth:`queue_request`.
+        Otherwise as :meth:`queue_request`; ``timeout`` gives each request the same deadline
+        (equal requests of this call share one promise).
         """
         _check_callback(completed_callback)
-        return self._running_client().queue(requests, completed_callback)
+        seconds = _check_timeout(timeout, self.config.request_timeout)
+        return self._running_client().queue(requests, completed_callback, seconds)
 
     def _running_client(self) -> Client:
         client = self._client
@@ -732,6 +767,21 @@ def _check_callback(callback: object) -> None:
         raise TypeError(
             f"completed_callback must be a function taking the promise, or None; got {callback!r}"
         )
+
+
+def _check_timeout(timeout: object, default: float | None) -> float | None:
+    """Returns the deadline in seconds a request gets (None: none), or raises naming
+    ``timeout``."""
+    if timeout is None:
+        return default
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(
+            "timeout must be a number of seconds (None: the service's request_timeout; "
+            f"math.inf: no deadline), got {timeout!r:.80}"
+        )
+    if not timeout > 0:  # also NaN
+        raise ValueError(f"timeout must be more than 0 seconds, got {timeout!r}")
+    return None if math.isinf(timeout) else float(timeout)
 
 
 def _qualified_name(cls: type) -> str:

@@ -244,3 +244,18 @@ class GatedLength(Processor):
                 raise TimeoutError("the gate never opened")
             time.sleep(0.005)
         return len(request)
+
+
+class Hangs(Processor):
+    """``"hang"`` never returns, and ignores ``is_canceled()``; any other request returns at
+    once. Logs ``start <request> <pid>`` for each request it begins."""
+
+    def __init__(self, log_path: str) -> None:
+        self.log_path = Path(log_path)
+
+    def process(self, request):
+        with self.log_path.open("a") as log:
+            log.write(f"start {request} {os.getpid()}\n")
+        while request == "hang":
+            time.sleep(0.01)
+        return f"{request} done"

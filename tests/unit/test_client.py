@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import pickle
+import time
+
 import pytest
 
 from raypw.client import Client
-from raypw.protocol import Forgotten
+from raypw.errors import RaypwError, RequestTimeoutError
+from raypw.protocol import Forgotten, TimedOut
 
 
 def test_a_failed_rejoin_after_being_forgotten_recovers_instead_of_ending_the_collector():
@@ -81,3 +85,70 @@ def test_a_refused_call_leaves_no_promise_behind_for_an_equal_request_to_join():
     assert not client._by_key and not client._by_id and not client._outbox
     (a,) = client.queue(["a"], None)
     assert a in client._outbox
+
+
+# -- deadlines -----------------------------------------------------------------------------
+
+
+class Recording:
+    """A coordinator whose submit() records its message."""
+
+    def __init__(self) -> None:
+        self.messages: list = []
+        self.submit = self
+
+    def remote(self, message):
+        self.messages.append(message)
+        return message
+
+
+def test_a_request_with_a_timeout_gets_a_promise_of_its_own():
+    client = open_client()
+    (plain,) = client.queue(["x"], None)
+    first, again = client.queue(["x", "x"], None, timeout=5.0)
+    (later,) = client.queue(["x"], None, timeout=5.0)
+    (plain_again,) = client.queue(["x"], None)
+    assert first is again  # same call, same deadline: shared
+    assert len({id(plain), id(first), id(later)}) == 3
+    assert plain_again is plain  # a request without a deadline still joins its equal
+
+
+def test_a_submit_carries_the_seconds_each_request_has_left():
+    client = open_client()
+    client._coordinator = Recording()
+    timed = client.queue(["a"], None, timeout=30.0)
+    untimed = client.queue(["b"], None)
+    message = client._submit(timed + untimed, 1, 2)
+    left, none = message.timeouts
+    assert 0 < left <= 30.0 and none is None
+    assert client._submit(untimed, 2, 2).timeouts is None
+
+
+def test_a_request_whose_deadline_passes_in_the_outbox_fails_and_is_never_sent():
+    from raypw.promise import Notes
+
+    client = open_client()
+    (late,) = client.queue(["late"], None, timeout=30.0)
+    (fine,) = client.queue(["fine"], None, timeout=30.0)
+    client._unsent_deadlines = [(0.0, late._id), (float("inf"), fine._id)]  # late's passed
+    notes = Notes()
+    assert client._expire_unsent(notes) == float("inf")
+    with pytest.raises(
+        RequestTimeoutError, match=r"'late' did not finish within its timeout of 30 s"
+    ):
+        late.get_result(timeout=0)
+    assert late._id not in client._by_id and not fine.done()
+
+
+def test_timed_out_news_fails_the_promise_with_the_request_and_its_deadline():
+    client = open_client()
+    (promise,) = client.queue([("job", 7)], None, timeout=2.5)
+    client._take_news([TimedOut([promise._id])])
+    with pytest.raises(TimeoutError) as caught:
+        promise.get_result(timeout=0)
+    error = caught.value
+    assert isinstance(error, RequestTimeoutError) and isinstance(error, RaypwError)
+    assert error.request == ("job", 7) and error.timeout == 2.5
+    assert error.deadline == pytest.approx(time.time() + 2.5, abs=60)
+    assert "('job', 7)" in str(error) and "2.5 s" in str(error) and "UTC" in str(error)
+    assert pickle.loads(pickle.dumps(error)).timeout == 2.5
