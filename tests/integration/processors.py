@@ -202,13 +202,17 @@ def gate_log(gates) -> list[str]:
 
 
 class CancelAware(Processor):
-    """Runs until Ray says its task was cancelled, then returns; logs what it saw."""
+    """Runs until Ray says its task was cancelled, then returns; logs what it saw. Requests
+    starting with ``quick`` are returned at once."""
 
     def __init__(self, log_path: str) -> None:
         self.log_path = Path(log_path)
 
     def process(self, request):
         import ray
+
+        if str(request).startswith("quick"):
+            return request
 
         context = ray.get_runtime_context()
         self.log_path.write_text("running\n")
