@@ -3,6 +3,7 @@
 from raypw.config import BatchingConfig, ServiceConfig, WorkerResources
 from raypw.errors import (
     PromiseAbortedError,
+    QueueFullError,
     RaypwError,
     RemoteError,
     RequestTimeoutError,
@@ -28,6 +29,7 @@ __all__ = [
     "Promise",
     "PromiseAbortedError",
     "PromiseSet",
+    "QueueFullError",
     "RaypwError",
     "RemoteError",
     "RequestTimeoutError",

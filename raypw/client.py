@@ -31,6 +31,7 @@ from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
 from raypw.errors import (
+    QueueFullError,
     RemoteError,
     RequestTimeoutError,
     ServiceNotRunningError,
@@ -87,6 +88,9 @@ _REFILL_SHARE = 0.5
 MAX_BYTES_IN_FLIGHT = 64 * 1024 * 1024
 # Seconds an abort() waits for the coordinator's confirmation before it gives up waiting.
 _ABORT_TIMEOUT = 30.0
+# With max_queued, queue_requests takes requests from its iterable this many at a time (at
+# most max_queued): memory holds one chunk beyond what is pending, whatever the iterable.
+_ADMIT_CHUNK = 1024
 # The heap of unsent requests' deadlines is compacted (sent ones dropped) past twice the
 # outbox's length, and at least this many entries.
 _MIN_DEADLINE_HEAP = 4096
@@ -100,6 +104,7 @@ class Client:
         key: Function mapping a request to its dedup key, or None to use the request.
         replace_coordinator: Called with the error when the coordinator died; returns a new,
             started coordinator, or raises if there is none.
+        max_queued: Promises pending at most; queueing more waits for room. None: no limit.
     """
 
     def __init__(
@@ -107,8 +112,10 @@ class Client:
         coordinator: Any,
         key: Callable[[Any], Hashable] | None = None,
         replace_coordinator: Callable[[BaseException], Any] | None = None,
+        max_queued: int | None = None,
     ) -> None:
         self._coordinator = coordinator
+        self._max_queued = max_queued
         self._replace_coordinator = replace_coordinator
         self._key = key
         self.client_id = uuid.uuid4().hex
@@ -131,6 +138,7 @@ class Client:
         self._broken: BaseException | None = None
         self._outbox_ready = threading.Condition(STATE_LOCK)
         self._idle = threading.Condition(STATE_LOCK)
+        self._room = threading.Condition(STATE_LOCK)  # fewer than max_queued pending
         self._send_lock = threading.Lock()
         self._callbacks: queue.SimpleQueue[tuple[Callback, Promise[Any]] | None] = (
             queue.SimpleQueue()
@@ -178,6 +186,7 @@ class Client:
 
         with STATE_LOCK:
             self._open = False
+            self._room.notify_all()  # blocked queue_request() calls raise now
             if wait:
                 self._idle.wait_for(lambda: not self._by_id, timeout)
             self._stopped = True
@@ -258,7 +267,12 @@ class Client:
     # -- queueing --------------------------------------------------------------------------
 
     def queue(
-        self, requests: Iterable[Any], callback: Callback | None, timeout: float | None = None
+        self,
+        requests: Iterable[Any],
+        callback: Callback | None,
+        timeout: float | None = None,
+        block: bool = True,
+        block_timeout: float | None = None,
     ) -> list[Promise[Any]]:
         """Queues requests and returns one promise each (equal pending requests share one).
 
@@ -269,49 +283,89 @@ class Client:
         own: they share a promise only with equal requests of the same call, never with one
         queued before or after (the coordinator still runs equal requests once).
 
+        With ``max_queued``, the requests are taken from the iterable a chunk at a time, each
+        once there is room for it (``block``, ``block_timeout``); if a later chunk is refused
+        or the wait runs out, the promises of the earlier ones are aborted before the error
+        is raised, so nothing of the call stays queued.
+
         Raises:
             TypeError: a request is unhashable (without a key function), cannot be pickled,
                 or raises when compared with an equal-hash pending one.
             ServiceNotRunningError: the client is not open.
+            QueueFullError: ``max_queued`` requests are pending and there was no room in time.
         """
-        prepared = [self._prepare(request) for request in requests]
+        limit = self._max_queued
+        if limit is None:
+            return self._admit([self._prepare(r) for r in requests], callback, timeout)
+        until = None if block_timeout is None else time.monotonic() + block_timeout
+        size = min(limit, _ADMIT_CHUNK)
+        iterator = iter(requests)
+        promises: list[Promise[Any]] = []
+        try:
+            while chunk := list(itertools.islice(iterator, size)):
+                prepared = [self._prepare(request) for request in chunk]
+                promises.extend(self._admit(prepared, callback, timeout, block, until))
+        except BaseException:
+            self._abort_all(promises)
+            raise
+        return promises
+
+    def _abort_all(self, promises: list[Promise[Any]]) -> None:
+        """Withdraws one share of each promise (a call that failed half-way); those left
+        with none are aborted, and the coordinator is told in one message."""
+        import ray
+
+        notes = Notes()
+        sent: list[int] = []
         with STATE_LOCK:
-            if not self._open:
-                if self._broken is not None:
-                    raise ServiceNotRunningError(f"the service is not running: {self._broken}")
-                raise ServiceNotRunningError(
-                    "the service is not running: call start() first (or use it as a context "
-                    "manager); after stop() it takes no more requests"
-                )
-            # Phase 1 runs the requests' own __hash__ and __eq__ (dict lookups), which may
-            # raise or be interrupted: it changes nothing shared.
-            # A request with a deadline joins no promise of another call (nor one of it).
-            by_key = self._by_key if timeout is None else {}
-            new: dict[Hashable, Promise[Any]] = {}
-            promises: list[Promise[Any]] = []
-            joined: list[Promise[Any]] = []
-            request: Any = None
+            for promise in promises:
+                if promise._state != PENDING:
+                    continue
+                if promise._shares > 1:
+                    promise._shares -= 1
+                    continue
+                if promise._id <= self._taken_upto:
+                    sent.append(promise._id)
+                self._forget(promise)
+                settle(promise, ABORTED, None, notes)
+        self._deliver(notes)
+        if sent:
+            with self._send_lock:  # a submit carrying them, if in progress, goes out first
+                message = Abort(self.client_id, self._epoch, sent)
             try:
-                for request, key, carried, size in prepared:
-                    promise = by_key.get(key)
-                    if promise is not None:
-                        joined.append(promise)  # an equal request queued before: phase 2
-                    else:
-                        promise = new.get(key)
-                        if promise is None:
-                            promise = new[key] = Promise(request, self, key)
-                            promise._carried = carried
-                            promise._size = size
-                        else:
-                            promise._shares += 1  # an equal request earlier in this call
-                        if callback is not None:
-                            if promise._callbacks is None:
-                                promise._callbacks = [callback]
-                            else:
-                                promise._callbacks.append(callback)
-                    promises.append(promise)
-            except Exception as exc:
-                raise _comparison_error(request, self._key is not None, exc) from exc
+                ray.get(self._coordinator.abort.remote(message), timeout=_ABORT_TIMEOUT)
+            except Exception:
+                logger.warning("the coordinator did not confirm abort of %d requests", len(sent))
+
+    def _admit(
+        self,
+        prepared: list[tuple[Any, Hashable, Any, int]],
+        callback: Callback | None,
+        timeout: float | None,
+        block: bool = True,
+        until: float | None = None,
+    ) -> list[Promise[Any]]:
+        """Queues prepared requests, all or none, once there is room (see :meth:`queue`)."""
+        with STATE_LOCK:
+            while True:
+                new, promises, joined = self._match(prepared, callback, timeout)
+                limit = self._max_queued
+                if limit is None or not new or len(self._by_id) + len(new) <= limit:
+                    break
+                left = None if until is None else until - time.monotonic()
+                if not block or (left is not None and left <= 0):
+                    raise QueueFullError(
+                        f"{len(self._by_id)} requests of this program are pending, and the "
+                        f"service's max_queued is {limit}: "
+                        + (
+                            "not queued (block=False)"
+                            if not block
+                            else "no room came within block_timeout"
+                        ),
+                        max_queued=limit,
+                    )
+                self._room.wait(left)
+            by_key = self._by_key if timeout is None else {}
             ids = self._ids
             fresh = list(new.values())
             for promise in fresh:
@@ -345,6 +399,57 @@ class Client:
                 if wake and self._outbox:
                     self._outbox_ready.notify()
         return promises
+
+    def _match(
+        self,
+        prepared: list[tuple[Any, Hashable, Any, int]],
+        callback: Callback | None,
+        timeout: float | None,
+    ) -> tuple[dict[Hashable, Promise[Any]], list[Promise[Any]], list[Promise[Any]]]:
+        """Phase 1 of queueing: finds the pending promise each request joins, or makes one.
+        Call with STATE_LOCK held.
+
+        Returns:
+            The new promises by key, one promise per request, and the pending promises
+            joined (their shares and callbacks are added in phase 2).
+        """
+        if not self._open:
+            if self._broken is not None:
+                raise ServiceNotRunningError(f"the service is not running: {self._broken}")
+            raise ServiceNotRunningError(
+                "the service is not running: call start() first (or use it as a context "
+                "manager); after stop() it takes no more requests"
+            )
+        # Phase 1 runs the requests' own __hash__ and __eq__ (dict lookups), which may
+        # raise or be interrupted: it changes nothing shared.
+        # A request with a deadline joins no promise of another call (nor one of it).
+        by_key: dict[Hashable, Promise[Any]] = self._by_key if timeout is None else {}
+        new: dict[Hashable, Promise[Any]] = {}
+        promises: list[Promise[Any]] = []
+        joined: list[Promise[Any]] = []
+        request: Any = None
+        try:
+            for request, key, carried, size in prepared:
+                promise = by_key.get(key)
+                if promise is not None:
+                    joined.append(promise)  # an equal request queued before: phase 2
+                else:
+                    promise = new.get(key)
+                    if promise is None:
+                        promise = new[key] = Promise(request, self, key)
+                        promise._carried = carried
+                        promise._size = size
+                    else:
+                        promise._shares += 1  # an equal request earlier in this call
+                    if callback is not None:
+                        if promise._callbacks is None:
+                            promise._callbacks = [callback]
+                        else:
+                            promise._callbacks.append(callback)
+                promises.append(promise)
+        except Exception as exc:
+            raise _comparison_error(request, self._key is not None, exc) from exc
+        return new, promises, joined
 
     def _add_unsent_deadlines(self, deadlines: list[tuple[float, int]]) -> None:
         """Watches the deadlines of requests in the outbox. Call with STATE_LOCK held."""
@@ -474,6 +579,8 @@ class Client:
                 self._outbox_ready.notify()
         if not self._by_id:
             self._idle.notify_all()
+        if self._max_queued is not None:
+            self._room.notify_all()
 
     @property
     def pending(self) -> int:
@@ -620,6 +727,7 @@ class Client:
         notes = Notes()
         with STATE_LOCK:
             self._open = False
+            self._room.notify_all()
             self._broken = ServiceNotRunningError(reason)
             for promise in list(self._by_id.values()):
                 self._forget(promise)
@@ -652,6 +760,7 @@ class Client:
             )
             with STATE_LOCK:
                 self._open = False
+                self._room.notify_all()
                 self._broken = error
             self._fail(None, error)
             return False
@@ -727,6 +836,8 @@ class Client:
                 settle(promise, DONE, result, notes)
             if not by_id:
                 self._idle.notify_all()
+            if self._max_queued is not None:
+                self._room.notify_all()
             if self._outbox and self._may_send():
                 self._outbox_ready.notify()
         self._deliver(notes)

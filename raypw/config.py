@@ -113,6 +113,16 @@ class ServiceConfig(BaseModel):
         ),
     )
 
+    max_queued: int | None = Field(
+        default=None,
+        ge=1,
+        strict=True,
+        description=(
+            "Requests a program may have pending at once; queue_request() waits for room "
+            "beyond that (block=, block_timeout=). None: no limit."
+        ),
+    )
+
     @model_validator(mode="after")
     def _detached_needs_a_name(self) -> ServiceConfig:
         if self.detached and self.name is None:

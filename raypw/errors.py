@@ -10,6 +10,7 @@ The hierarchy keeps the standard library's bases, so ``except TimeoutError`` and
     ├── PromiseAbortedError(RaypwError)                   get_result() on an aborted promise
     ├── ResultTimeoutError(RaypwError, TimeoutError)      a wait ran out of time
     ├── RequestTimeoutError(RaypwError, TimeoutError)     a request's deadline passed
+    ├── QueueFullError(RaypwError, queue.Full)            max_queued requests are pending
     ├── WorkerDiedError(RaypwError)                       the actor holding a request died
     ├── TransferError(RaypwError)                         a request or result could not travel
     └── RemoteError(RaypwError)                           process() raised an exception that
@@ -24,10 +25,12 @@ here) arrives as :class:`RemoteError`, with its class name, text and traceback.
 
 from __future__ import annotations
 
+import queue
 from typing import Any
 
 __all__ = [
     "PromiseAbortedError",
+    "QueueFullError",
     "RaypwError",
     "RemoteError",
     "RequestTimeoutError",
@@ -96,6 +99,23 @@ class RequestTimeoutError(RaypwError, TimeoutError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (str(self), self.request, self.timeout, self.deadline))
+
+
+class QueueFullError(RaypwError, queue.Full):
+    """The service's ``max_queued`` requests of this program are pending, and no room came:
+    ``queue_request(..., block=False)``, or ``block_timeout`` ran out. Nothing of the call
+    was queued.
+
+    Attributes:
+        max_queued: The service's limit.
+    """
+
+    def __init__(self, message: str, max_queued: int = 0) -> None:
+        super().__init__(message)
+        self.max_queued = max_queued
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.max_queued))
 
 
 class WorkerDiedError(RaypwError):
