@@ -808,7 +808,12 @@ class Scheduler:
             return actions
         if all(worker.batches for worker in up):
             for worker in up:
-                room = len(worker.batches) < PIPELINE_DEPTH and not worker.batches[-1].suspect
+                head = worker.batches[0]
+                room = (
+                    len(worker.batches) < PIPELINE_DEPTH
+                    and not worker.batches[-1].suspect
+                    and not (head.expired and head.hung())  # it may be killed: send none
+                )
                 if room and not (stalled and self._take_back_for(worker, actions, stalled)):
                     self._send(worker, actions)
         return actions

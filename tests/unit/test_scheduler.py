@@ -766,3 +766,19 @@ def test_the_deadlines_of_finished_requests_do_not_pile_up():
             pool.finish(0)
     # At most twice what was pending at once (3000), not the 15000 ever queued.
     assert len(pool.scheduler._deadlines) <= 6000
+
+
+def test_no_batch_is_sent_ahead_to_a_worker_running_a_request_past_its_deadline():
+    pool = Pool(workers=1, grace=5.0)
+    pool.connect("a")
+    pool.submit("a", ["stuck"], timeout=1.0)
+    batch = pool.batches[0][0]
+    pool.later(1.5)
+    pool.act(pool.scheduler.expired(batch.batch_id, [0], late=[0]))
+    (later,) = pool.submit("a", ["later"])
+    assert pool.requests(0) == [["stuck"]] and pool.scheduler.queued == 1
+    pool.later(5.0)
+    assert pool.kills == [Kill(0)]
+    pool.act(pool.scheduler.worker_back(0))
+    pool.finish(0)
+    assert pool.results("a")[later] == "later!"
