@@ -133,6 +133,7 @@ class Client:
         self._epoch = 0  # this client's registration with the coordinator
         self.deduplicated = 0  # requests that joined a pending equal one here
         self.settled = [0, 0, 0, 0]  # promises finished, by state (see raypw.promise)
+        self.timed_out = 0  # promises failed with RequestTimeoutError
         self._open = False  # taking requests
         self._stopped = False  # threads should end
         self._broken: BaseException | None = None
@@ -477,6 +478,7 @@ class Client:
                 continue
             self._forget(promise)  # it stays in the outbox, which drops it unsent
             settle(promise, FAILED, _timeout_error(promise), notes)
+            self.timed_out += 1
         return heap[0][0] - now if heap else None
 
     def _prepare(self, request: Any) -> tuple[Any, Hashable, Any, int]:
@@ -596,6 +598,7 @@ class Client:
                 "done": self.settled[DONE],
                 "failed": self.settled[FAILED],
                 "aborted": self.settled[ABORTED],
+                "timed_out": self.timed_out,
                 "deduplicated": self.deduplicated,
                 "unsent": sum(1 for p in self._outbox if p._state == PENDING),
             }
@@ -865,6 +868,7 @@ class Client:
                 if promise is not None:
                     self._forget(promise)
                     settle(promise, FAILED, _timeout_error(promise), notes)
+                    self.timed_out += 1
         self._deliver(notes)
 
     def _deliver(self, notes: Notes) -> None:

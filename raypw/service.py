@@ -676,6 +676,7 @@ class ProcessorService(Generic[RequestT, ResultT]):
             done=mine["done"],
             failed=mine["failed"],
             aborted=mine["aborted"],
+            timed_out=mine["timed_out"],
             deduplicated=shared["deduplicated"] + mine["deduplicated"],
             queued=shared["queued"] + mine["unsent"],
             running=shared["running"],

@@ -146,6 +146,7 @@ def test_a_request_whose_deadline_passes_in_the_outbox_fails_and_is_never_sent()
     ):
         late.get_result(timeout=0)
     assert late._id not in client._by_id and not fine.done()
+    assert client.counts()["timed_out"] == 1 and client.counts()["failed"] == 1
 
 
 def test_timed_out_news_fails_the_promise_with_the_request_and_its_deadline():
