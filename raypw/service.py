@@ -583,7 +583,8 @@ class ProcessorService(Generic[RequestT, ResultT]):
             completed_callback: Called with the promise from a background thread as soon as
                 the request finishes (also when it fails or is aborted). Exceptions it raises
                 are logged.
-            timeout: Seconds from now by which the request must have finished: its deadline.
+            timeout: Seconds by which the request must have finished, counted from when it
+                is queued (after any wait for room, see ``block``): its deadline.
                 A request not started by then is never started; one running then is cancelled
                 (``ray.cancel``: ``ray.get_runtime_context().is_canceled()`` turns True in
                 ``process()``) and, if it has not returned ``request_timeout_grace`` seconds
