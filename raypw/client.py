@@ -2,12 +2,16 @@
 
 ::
 
-    queue_request() --> local dedup (key -> pending Promise) --> outbox
+    queue_request() --> [wait for room: max_queued] --> local dedup (key -> pending Promise)
+                    --> outbox
       sender thread:    outbox --> Coordinator.submit(Submit)   (batched, bounded in count
-                                                                 and bytes in flight)
+                                                                 and bytes in flight; each
+                                                                 with its seconds left)
+                        fails requests whose deadline passes while still in the outbox
       collector thread: ray.wait(num_returns=1) over the pending poll's ref
                         news --> Outcomes: settle those promises at once
-                                 Failed / Closed / Forgotten: fail, close, or connect again
+                                 Failed / TimedOut: fail those promises
+                                 Closed / Forgotten: close, or connect again
       callback thread:  runs completed_callbacks and future() done-callbacks, so no user code
                         ever runs on the thread that delivers results
 
