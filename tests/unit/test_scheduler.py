@@ -782,3 +782,49 @@ def test_no_batch_is_sent_ahead_to_a_worker_running_a_request_past_its_deadline(
     pool.act(pool.scheduler.worker_back(0))
     pool.finish(0)
     assert pool.results("a")[later] == "later!"
+
+
+@pytest.mark.parametrize("take_back_answers_first", [True, False])
+def test_a_take_back_and_an_expiry_of_the_same_batch_move_each_request_once(
+    take_back_answers_first,
+):
+    pool = Pool(workers=2)
+    pool.connect("a")
+    pool.connect("b")
+    ids = pool.submit("a", [f"r{i}" for i in range(40)])
+    running, behind = pool.batches[0]
+    victim = behind.requests[1]
+    (b_id,) = pool.submit("b", [victim], timeout=1.0)  # joins it, with a deadline
+    pool.act(pool.scheduler.abort(Abort("a", pool.epochs["a"], [ids[int(victim[1:])]])))
+    pool.finish(0, count=len(running.requests) - 1, final=False)  # on its last request
+    while pool.batches[1]:
+        pool.finish(1)  # worker 1 runs out of work and asks for worker 0's batch behind
+    (take,) = pool.take_backs
+    assert take.batch_id == behind.batch_id
+    pool.later(1.5)
+    assert pool.results("b") == {b_id: "timed out"}
+    (expire,) = pool.expires
+    assert expire.batch_id == behind.batch_id and behind.requests[expire.positions[0]] == victim
+    answers = [
+        lambda: pool.scheduler.taken_back(take.batch_id, take.positions, late=[]),
+        lambda: pool.scheduler.expired(expire.batch_id, expire.positions, late=[]),
+    ]
+    for answer in answers if take_back_answers_first else answers[::-1]:
+        pool.act(answer())
+    moved = [r for batch in pool.batches[1] for r in batch.requests]
+    waiting = [item.request for item in pool.scheduler._queue if item.subscribers]
+    assert sorted(moved + waiting) == sorted(r for r in behind.requests if r != victim)
+    assert pool.scheduler.queued == len(waiting)
+
+
+def test_a_request_of_a_program_that_left_still_frees_its_worker_at_its_deadline():
+    pool = Pool(workers=1, grace=1.0)
+    pool.connect("a")
+    pool.submit("a", ["stuck"], timeout=1.0)
+    batch = pool.batches[0][0]
+    pool.scheduler.leave("a")
+    pool.later(1.5)
+    assert pool.expires == [Expire(0, batch.batch_id, [0])]
+    pool.act(pool.scheduler.expired(batch.batch_id, [0], late=[0]))
+    pool.later(1.0)
+    assert pool.kills == [Kill(0)] and pool.scheduler.clients == 0
