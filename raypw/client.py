@@ -92,9 +92,12 @@ _REFILL_SHARE = 0.5
 MAX_BYTES_IN_FLIGHT = 64 * 1024 * 1024
 # Seconds an abort() waits for the coordinator's confirmation before it gives up waiting.
 _ABORT_TIMEOUT = 30.0
-# With max_queued, queue_requests takes requests from its iterable this many at a time (at
-# most max_queued): memory holds one chunk beyond what is pending, whatever the iterable.
+# With max_queued, queue_requests takes requests from its iterable this many at a time, and
+# at most a quarter of max_queued, so the next chunk goes in while three quarters are still
+# pending (the workers never run dry between chunks); memory holds one chunk beyond what is
+# pending, whatever the iterable.
 _ADMIT_CHUNK = 1024
+_ADMIT_SHARE = 4
 # The heap of unsent requests' deadlines is compacted (sent ones dropped) past twice the
 # outbox's length, and at least this many entries.
 _MIN_DEADLINE_HEAP = 4096
@@ -303,7 +306,7 @@ class Client:
         if limit is None:
             return self._admit([self._prepare(r) for r in requests], callback, timeout)
         until = None if block_timeout is None else time.monotonic() + block_timeout
-        size = min(limit, _ADMIT_CHUNK)
+        size = max(1, min(_ADMIT_CHUNK, limit // _ADMIT_SHARE))
         iterator = iter(requests)
         promises: list[Promise[Any]] = []
         try:
