@@ -244,7 +244,7 @@ def test_queue_requests_takes_a_generator_lazily_as_room_frees():
 
 
 def test_a_call_refused_half_way_aborts_what_it_had_queued():
-    client = bounded_client(3)
+    client = bounded_client(8)  # chunks of 2: the third chunk is refused
     with pytest.raises(TypeError, match="unhashable"):
         client.queue(["a", "b", "c", "d", ["unhashable"]], None)
     assert client.pending == 0
