@@ -233,15 +233,8 @@ class Coordinator:
     async def _ask_to_skip(self, ask: SkipUnstarted) -> list[int]:
         """Asks a worker to skip positions; returns those that had started (all of them if
         the worker is gone: the scheduler then finds its requests requeued)."""
-        from ray.exceptions import RayError
-
-        try:
-            late: list[int] = await self._workers[ask.worker].skip.remote(
-                ask.batch_id, ask.positions
-            )
-        except RayError:
-            return list(ask.positions)
-        return late
+        late = await self._skip_positions(ask.worker, ask.batch_id, ask.positions)
+        return list(ask.positions) if late is None else late
 
     async def poll(self, client: str, timeout: float = POLL_SECONDS) -> list[News]:
         """Returns a client's news, waiting up to ``timeout`` seconds for some."""
@@ -405,34 +398,38 @@ class Coordinator:
             self._runs.pop(batch_id, None)
             ended.set()
 
-    async def _skip(self, action: Skip) -> int:
-        """Asks a worker to skip aborted positions; returns how many had started."""
+    async def _skip_positions(
+        self, worker: int, batch_id: int, positions: list[int]
+    ) -> list[int] | None:
+        """Asks a worker not to start ``positions`` of a batch; returns those that had
+        started, or None if the worker died (the batch's runner handles that)."""
         from ray.exceptions import RayError
 
         try:
-            late = await self._workers[action.worker].skip.remote(action.batch_id, action.positions)
-        except RayError:  # its worker died: the batch's runner handles that
+            late: list[int] = await self._workers[worker].skip.remote(batch_id, positions)
+        except RayError:
+            return None
+        return late
+
+    async def _skip(self, action: Skip) -> int:
+        """Asks a worker to skip aborted positions; returns how many had started."""
+        late = await self._skip_positions(action.worker, action.batch_id, action.positions)
+        if late is None:
             return len(action.positions)
         self._act(self._scheduler.skipped(action.batch_id, late))
         return len(late)
 
     async def _take_back(self, action: TakeBack) -> None:
         """Asks a worker for unstarted positions back, for an idle worker."""
-        from ray.exceptions import RayError
-
-        try:
-            late = await self._workers[action.worker].skip.remote(action.batch_id, action.positions)
-        except RayError:  # its worker died: nothing moved; the batch's runner handles that
+        late = await self._skip_positions(action.worker, action.batch_id, action.positions)
+        if late is None:  # its worker died: nothing moved
             late = action.positions
         self._act(self._scheduler.taken_back(action.batch_id, action.positions, late))
 
     async def _expire(self, action: Expire) -> None:
         """Asks a worker not to start requests past their deadline (and those behind them)."""
-        from ray.exceptions import RayError
-
-        try:
-            late = await self._workers[action.worker].skip.remote(action.batch_id, action.positions)
-        except RayError:  # its worker died: nothing moved; the batch's runner handles that
+        late = await self._skip_positions(action.worker, action.batch_id, action.positions)
+        if late is None:  # its worker died: nothing moved
             late = action.positions
         self._act(self._scheduler.expired(action.batch_id, action.positions, late))
 
