@@ -3,10 +3,8 @@
 from raypw.config import BatchingConfig, ServiceConfig, WorkerResources
 from raypw.errors import (
     PromiseAbortedError,
-    QueueFullError,
     RaypwError,
     RemoteError,
-    RequestTimeoutError,
     ResultTimeoutError,
     ServiceNotFoundError,
     ServiceNotRunningError,
@@ -29,10 +27,8 @@ __all__ = [
     "Promise",
     "PromiseAbortedError",
     "PromiseSet",
-    "QueueFullError",
     "RaypwError",
     "RemoteError",
-    "RequestTimeoutError",
     "ResultTimeoutError",
     "ServiceConfig",
     "ServiceNotFoundError",

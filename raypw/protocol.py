@@ -29,7 +29,6 @@ __all__ = [
     "Pickled",
     "Submit",
     "PLAIN_TYPES",
-    "TimedOut",
     "WorkBatch",
     "dump",
     "load",
@@ -94,8 +93,6 @@ class Submit:
         requests: One per id: a plain value or :class:`Pickled`.
         keys: The dedup key of each (plain or :class:`Pickled`), or None: the request is its
             own key.
-        timeouts: Seconds each request has left until its deadline (None: no deadline), or
-            None if none has one. Relative, so the two processes' clocks need not agree.
     """
 
     client: str
@@ -105,7 +102,6 @@ class Submit:
     ids: list[int]
     requests: list[Any]
     keys: list[Any] | None = None
-    timeouts: list[float | None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,14 +166,6 @@ class Failed:
 
 
 @dataclass(frozen=True, slots=True)
-class TimedOut:
-    """Coordinator -> client: the deadlines of requests ``ids`` passed before they finished
-    (the client knows each request and its timeout, and builds the error)."""
-
-    ids: list[int]
-
-
-@dataclass(frozen=True, slots=True)
 class Closed:
     """Coordinator -> client: the service was stopped."""
 
@@ -192,4 +180,4 @@ class Forgotten:
     reason: str
 
 
-News = Outcomes | Failed | TimedOut | Closed | Forgotten
+News = Outcomes | Failed | Closed | Forgotten
