@@ -65,10 +65,15 @@ Callback = Callable[[Promise[Any]], object]
 # Most requests one submit() call carries: large enough to amortise a Ray call, small enough
 # to keep each message a few MB and let the coordinator start on the first part early.
 _SUBMIT_CHUNK = 8192
-# The client sends the coordinator only about WINDOW_BATCHES batches' worth of requests
-# ahead of the results (at least MIN_WINDOW): enough to keep every worker busy, while the rest
-# waits here, where abort() is instant and memory is not held twice.
+# The client sends the coordinator only so many requests ahead of the results: enough to keep
+# every worker busy, while the rest waits here, where abort() is instant and memory is not held
+# twice. At least MIN_WINDOW, and WINDOW_PER_WORKER for each worker: a wide pool holds more in
+# flight (two batches a worker, batches that grow with the width), and a window that let the
+# coordinator's queue run dry cut its batches to one or two requests. Measured, 32 workers x
+# 20,000 sleeps of 10 ms on 2 cores: efficiency 0.50 with 1,024, 0.82 with 4,096, 8,192 and
+# 16,384 alike.
 MIN_WINDOW = 1024
+WINDOW_PER_WORKER = 256
 # The window grows to WINDOW_CHUNKS times the largest chunk of outcomes seen (at most
 # MAX_WINDOW) and never shrinks: the small batches at the end of a run must not starve the
 # next one.
@@ -92,6 +97,7 @@ class Client:
         key: Function mapping a request to its dedup key, or None to use the request.
         replace_coordinator: Called with the error when the coordinator died; returns a new,
             started coordinator, or raises if there is none.
+        workers: The pool's width, which sets how many requests go ahead of the results.
     """
 
     def __init__(
@@ -99,6 +105,7 @@ class Client:
         coordinator: Any,
         key: Callable[[Any], Hashable] | None = None,
         replace_coordinator: Callable[[BaseException], Any] | None = None,
+        workers: int = 1,
     ) -> None:
         self._coordinator = coordinator
         self._replace_coordinator = replace_coordinator
@@ -111,7 +118,7 @@ class Client:
         self._taken_upto = 0  # ids up to this one have left the outbox
         self._sent = 0  # promises sent to the coordinator and not finished
         self._sent_bytes = 0  # their requests' size
-        self._window = MIN_WINDOW
+        self._window = max(MIN_WINDOW, WINDOW_PER_WORKER * workers)
         self._epoch = 0  # this client's registration with the coordinator
         self.deduplicated = 0  # requests that joined a pending equal one here
         self.settled = [0, 0, 0, 0]  # promises finished, by state (see raypw.promise)

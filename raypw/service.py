@@ -209,7 +209,12 @@ class ProcessorService(Generic[RequestT, ResultT]):
             self._use_ray()
             try:
                 self._coordinator, self._worker_pids = self._start_coordinator()
-                self._client = Client(self._coordinator, self._key, _replacer(self))
+                self._client = Client(
+                    self._coordinator,
+                    self._key,
+                    _replacer(self),
+                    workers=self.config.parallel_workers,
+                )
                 self._client.open()
             except BaseException:
                 self._end_actors()
@@ -405,7 +410,9 @@ class ProcessorService(Generic[RequestT, ResultT]):
             logger.debug("processor class of %s not importable here", info["name"])
         self._coordinator = coordinator
         self._worker_pids = ray.get(coordinator.worker_pids.remote())
-        self._client = Client(coordinator, self._key, _replacer(self))
+        self._client = Client(
+            coordinator, self._key, _replacer(self), workers=self.config.parallel_workers
+        )
         self._client.open()
         self._state = _Lifecycle.RUNNING
         _track(self)

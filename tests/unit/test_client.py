@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from raypw.client import Client
-from raypw.protocol import Forgotten
+from raypw.promise import STATE_LOCK
+from raypw.protocol import Forgotten, Submit
 
 
 def test_a_failed_rejoin_after_being_forgotten_recovers_instead_of_ending_the_collector():
@@ -81,3 +84,36 @@ def test_a_refused_call_leaves_no_promise_behind_for_an_equal_request_to_join():
     assert not client._by_key and not client._by_id and not client._outbox
     (a,) = client.queue(["a"], None)
     assert a in client._outbox
+
+
+class _Recording:
+    """A stand-in coordinator handle: records what each submit carried."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+        self.sent = threading.Event()
+        self.submit = self  # so that coordinator.submit.remote(message) lands in remote()
+
+    def remote(self, message: Submit) -> None:
+        self.sizes.append(len(message.ids))
+        self.sent.set()
+
+
+@pytest.mark.parametrize(("workers", "ahead"), [(1, 1024), (2, 1024), (32, 8192)])
+def test_a_wide_pool_gets_more_requests_ahead_of_its_results(workers: int, ahead: int) -> None:
+    # A window that lets the coordinator's queue run dry cuts its batches to a request or
+    # two on a wide pool (W6: efficiency 0.50 against 0.82).
+    coordinator = _Recording()
+    client = Client(coordinator=coordinator, workers=workers)
+    client._open = True
+    client._wait_submitted = lambda ref, ids: None  # type: ignore[method-assign]
+    client.queue(range(20_000), None)
+    sender = threading.Thread(target=client._send_loop, daemon=True)
+    sender.start()
+    assert coordinator.sent.wait(10)
+    with STATE_LOCK:  # the sender now waits for results before it sends more
+        client._stopped = True
+        client._outbox_ready.notify_all()
+    sender.join(10)
+    assert not sender.is_alive()
+    assert coordinator.sizes == [ahead]
