@@ -542,9 +542,25 @@ def test_a_client_that_leaves_keeps_its_requests_until_they_finish(pool):
     assert "a" not in pool.scheduler._clients
 
 
-def test_outcomes_leave_every_millisecond_on_a_small_pool_and_less_often_on_a_wide_one():
-    assert Pool(workers=2).scheduler.chunk_seconds == 0.001
-    assert Pool(workers=1000).scheduler.chunk_seconds == pytest.approx(0.5)
+def timed_pool(workers: int, seconds_per_request: float) -> Pool:
+    """A pool whose workers have reported requests of ``seconds_per_request``."""
+    pool = Pool(workers=workers)
+    pool.connect("a")
+    pool.submit("a", [f"r{i}" for i in range(10)])
+    pool.finish(0, seconds=seconds_per_request)
+    return pool
+
+
+def test_cheap_outcomes_leave_every_millisecond_on_a_small_pool_and_less_often_on_a_wide_one():
+    assert Pool(workers=2).scheduler.chunk_seconds == 0.001  # nothing timed yet
+    assert timed_pool(2, 0.0001).scheduler.chunk_seconds == 0.001
+    assert timed_pool(1000, 0.0001).scheduler.chunk_seconds == pytest.approx(0.5)
+
+
+def test_a_chunk_gathers_a_few_requests_worth_of_outcomes_up_to_twenty_milliseconds():
+    assert timed_pool(2, 0.001).scheduler.chunk_seconds == pytest.approx(0.004)
+    assert timed_pool(2, 0.005).scheduler.chunk_seconds == pytest.approx(0.02)
+    assert timed_pool(2, 0.5).scheduler.chunk_seconds == pytest.approx(0.02)
 
 
 def test_work_held_by_a_stalled_worker_goes_to_others_before_newer_queued_work():
