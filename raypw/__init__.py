@@ -3,8 +3,10 @@
 from raypw.config import BatchingConfig, ServiceConfig, WorkerResources
 from raypw.errors import (
     PromiseAbortedError,
+    QueueFullError,
     RaypwError,
     RemoteError,
+    RequestTimeoutError,
     ResultTimeoutError,
     ServiceNotFoundError,
     ServiceNotRunningError,
@@ -27,8 +29,10 @@ __all__ = [
     "Promise",
     "PromiseAbortedError",
     "PromiseSet",
+    "QueueFullError",
     "RaypwError",
     "RemoteError",
+    "RequestTimeoutError",
     "ResultTimeoutError",
     "ServiceConfig",
     "ServiceNotFoundError",

@@ -2,12 +2,16 @@
 
 ::
 
-    queue_request() --> local dedup (key -> pending Promise) --> outbox
+    queue_request() --> [wait for room: max_queued] --> local dedup (key -> pending Promise)
+                    --> outbox
       sender thread:    outbox --> Coordinator.submit(Submit)   (batched, bounded in count
-                                                                 and bytes in flight)
+                                                                 and bytes in flight; each
+                                                                 with its seconds left)
+                        fails requests whose deadline passes while still in the outbox
       collector thread: ray.wait(num_returns=1) over the pending poll's ref
                         news --> Outcomes: settle those promises at once
-                                 Failed / Closed / Forgotten: fail, close, or connect again
+                                 Failed / TimedOut: fail those promises
+                                 Closed / Forgotten: close, or connect again
       callback thread:  runs completed_callbacks and future() done-callbacks, so no user code
                         ever runs on the thread that delivers results
 
@@ -19,16 +23,21 @@ microseconds.
 from __future__ import annotations
 
 import collections
+import datetime
+import heapq
 import itertools
 import logging
 import queue
 import threading
+import time
 import uuid
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
 from raypw.errors import (
+    QueueFullError,
     RemoteError,
+    RequestTimeoutError,
     ServiceNotRunningError,
     TransferError,
     WorkerDiedError,
@@ -53,6 +62,7 @@ from raypw.protocol import (
     Outcomes,
     Pickled,
     Submit,
+    TimedOut,
     dump,
 )
 
@@ -87,6 +97,15 @@ _REFILL_SHARE = 0.5
 MAX_BYTES_IN_FLIGHT = 64 * 1024 * 1024
 # Seconds an abort() waits for the coordinator's confirmation before it gives up waiting.
 _ABORT_TIMEOUT = 30.0
+# With max_queued, queue_requests takes requests from its iterable this many at a time, and
+# at most a quarter of max_queued, so the next chunk goes in while three quarters are still
+# pending (the workers never run dry between chunks); memory holds one chunk beyond what is
+# pending, whatever the iterable.
+_ADMIT_CHUNK = 1024
+_ADMIT_SHARE = 4
+# The heap of unsent requests' deadlines is compacted (sent ones dropped) past twice the
+# outbox's length, and at least this many entries.
+_MIN_DEADLINE_HEAP = 4096
 
 
 class Client:
@@ -98,6 +117,7 @@ class Client:
         replace_coordinator: Called with the error when the coordinator died; returns a new,
             started coordinator, or raises if there is none.
         workers: The pool's width, which sets how many requests go ahead of the results.
+        max_queued: Promises pending at most; queueing more waits for room. None: no limit.
     """
 
     def __init__(
@@ -106,8 +126,10 @@ class Client:
         key: Callable[[Any], Hashable] | None = None,
         replace_coordinator: Callable[[BaseException], Any] | None = None,
         workers: int = 1,
+        max_queued: int | None = None,
     ) -> None:
         self._coordinator = coordinator
+        self._max_queued = max_queued
         self._replace_coordinator = replace_coordinator
         self._key = key
         self.client_id = uuid.uuid4().hex
@@ -115,6 +137,9 @@ class Client:
         self._by_key: dict[Hashable, Promise[Any]] = {}
         self._by_id: dict[int, Promise[Any]] = {}
         self._outbox: collections.deque[Promise[Any]] = collections.deque()
+        # (deadline, id) of requests with a timeout, while they may still be in the outbox:
+        # one whose deadline passes before it is sent fails here, and is never sent.
+        self._unsent_deadlines: list[tuple[float, int]] = []
         self._taken_upto = 0  # ids up to this one have left the outbox
         self._sent = 0  # promises sent to the coordinator and not finished
         self._sent_bytes = 0  # their requests' size
@@ -122,11 +147,13 @@ class Client:
         self._epoch = 0  # this client's registration with the coordinator
         self.deduplicated = 0  # requests that joined a pending equal one here
         self.settled = [0, 0, 0, 0]  # promises finished, by state (see raypw.promise)
+        self.timed_out = 0  # promises failed with RequestTimeoutError
         self._open = False  # taking requests
         self._stopped = False  # threads should end
         self._broken: BaseException | None = None
         self._outbox_ready = threading.Condition(STATE_LOCK)
         self._idle = threading.Condition(STATE_LOCK)
+        self._room = threading.Condition(STATE_LOCK)  # fewer than max_queued pending
         self._send_lock = threading.Lock()
         self._callbacks: queue.SimpleQueue[tuple[Callback, Promise[Any]] | None] = (
             queue.SimpleQueue()
@@ -174,6 +201,7 @@ class Client:
 
         with STATE_LOCK:
             self._open = False
+            self._room.notify_all()  # blocked queue_request() calls raise now
             if wait:
                 self._idle.wait_for(lambda: not self._by_id, timeout)
             self._stopped = True
@@ -223,6 +251,7 @@ class Client:
         lock held."""
         requests = []
         keys: list[Any] | None = None if self._key is None else []
+        timeouts: list[float | None] | None = None
         for promise in promises:
             carried = promise._carried
             if carried is None:  # sent before (handed back): pickle it again
@@ -231,6 +260,13 @@ class Client:
             promise._carried = None
             if keys is not None:
                 keys.append(dump(promise._key))
+            if promise._timeout is not None and timeouts is None:
+                timeouts = []
+        if timeouts is not None:  # seconds left now: the coordinator's clock is its own
+            now = time.monotonic()
+            timeouts = [
+                None if p._timeout is None else max(0.0, p._deadline - now) for p in promises
+            ]
         message = Submit(
             self.client_id,
             self._epoch,
@@ -239,64 +275,124 @@ class Client:
             [p._id for p in promises],
             requests,
             keys,
+            timeouts,
         )
         return self._coordinator.submit.remote(message)
 
     # -- queueing --------------------------------------------------------------------------
 
-    def queue(self, requests: Iterable[Any], callback: Callback | None) -> list[Promise[Any]]:
+    def queue(
+        self,
+        requests: Iterable[Any],
+        callback: Callback | None,
+        timeout: float | None = None,
+        block: bool = True,
+        block_timeout: float | None = None,
+    ) -> list[Promise[Any]]:
         """Queues requests and returns one promise each (equal pending requests share one).
 
         All or nothing: if one request is refused, or the call is interrupted (Ctrl-C),
         none of this call's requests is queued.
 
+        Requests with a ``timeout`` (seconds, checked by the caller) have a deadline of their
+        own: they share a promise only with equal requests of the same call, never with one
+        queued before or after (the coordinator still runs equal requests once).
+
+        With ``max_queued``, the requests are taken from the iterable a chunk at a time, each
+        once there is room for it (``block``, ``block_timeout``); if a later chunk is refused
+        or the wait runs out, the promises of the earlier ones are aborted before the error
+        is raised, so nothing of the call stays queued.
+
         Raises:
             TypeError: a request is unhashable (without a key function), cannot be pickled,
                 or raises when compared with an equal-hash pending one.
             ServiceNotRunningError: the client is not open.
+            QueueFullError: ``max_queued`` requests are pending and there was no room in time.
         """
-        prepared = [self._prepare(request) for request in requests]
+        limit = self._max_queued
+        if limit is None:
+            return self._admit([self._prepare(r) for r in requests], callback, timeout)
+        until = None if block_timeout is None else time.monotonic() + block_timeout
+        size = max(1, min(_ADMIT_CHUNK, limit // _ADMIT_SHARE))
+        iterator = iter(requests)
+        promises: list[Promise[Any]] = []
+        try:
+            while chunk := list(itertools.islice(iterator, size)):
+                prepared = [self._prepare(request) for request in chunk]
+                promises.extend(self._admit(prepared, callback, timeout, block, until))
+        except BaseException:
+            self._abort_all(promises)
+            raise
+        return promises
+
+    def _abort_all(self, promises: list[Promise[Any]]) -> None:
+        """Withdraws one share of each promise (a call that failed half-way); those left
+        with none are aborted, and the coordinator is told in one message."""
+        import ray
+
+        notes = Notes()
+        sent: list[int] = []
         with STATE_LOCK:
-            if not self._open:
-                if self._broken is not None:
-                    raise ServiceNotRunningError(f"the service is not running: {self._broken}")
-                raise ServiceNotRunningError(
-                    "the service is not running: call start() first (or use it as a context "
-                    "manager); after stop() it takes no more requests"
-                )
-            # Phase 1 runs the requests' own __hash__ and __eq__ (dict lookups), which may
-            # raise or be interrupted: it changes nothing shared.
-            by_key = self._by_key
-            new: dict[Hashable, Promise[Any]] = {}
-            promises: list[Promise[Any]] = []
-            joined: list[Promise[Any]] = []
-            request: Any = None
+            for promise in promises:
+                if promise._state != PENDING:
+                    continue
+                if promise._shares > 1:
+                    promise._shares -= 1
+                    continue
+                if promise._id <= self._taken_upto:
+                    sent.append(promise._id)
+                self._forget(promise)
+                settle(promise, ABORTED, None, notes)
+        self._deliver(notes)
+        if sent:
+            with self._send_lock:  # a submit carrying them, if in progress, goes out first
+                message = Abort(self.client_id, self._epoch, sent)
             try:
-                for request, key, carried, size in prepared:
-                    promise = by_key.get(key)
-                    if promise is not None:
-                        joined.append(promise)  # an equal request queued before: phase 2
-                    else:
-                        promise = new.get(key)
-                        if promise is None:
-                            promise = new[key] = Promise(request, self, key)
-                            promise._carried = carried
-                            promise._size = size
-                        else:
-                            promise._shares += 1  # an equal request earlier in this call
-                        if callback is not None:
-                            if promise._callbacks is None:
-                                promise._callbacks = [callback]
-                            else:
-                                promise._callbacks.append(callback)
-                    promises.append(promise)
-            except Exception as exc:
-                raise _comparison_error(request, self._key is not None, exc) from exc
+                ray.get(self._coordinator.abort.remote(message), timeout=_ABORT_TIMEOUT)
+            except Exception:
+                logger.warning("the coordinator did not confirm abort of %d requests", len(sent))
+
+    def _admit(
+        self,
+        prepared: list[tuple[Any, Hashable, Any, int]],
+        callback: Callback | None,
+        timeout: float | None,
+        block: bool = True,
+        until: float | None = None,
+    ) -> list[Promise[Any]]:
+        """Queues prepared requests, all or none, once there is room (see :meth:`queue`)."""
+        with STATE_LOCK:
+            while True:
+                new, promises, joined = self._match(prepared, callback, timeout)
+                limit = self._max_queued
+                if limit is None or not new or len(self._by_id) + len(new) <= limit:
+                    break
+                left = None if until is None else until - time.monotonic()
+                if not block or (left is not None and left <= 0):
+                    raise QueueFullError(
+                        f"{len(self._by_id)} requests of this program are pending, and the "
+                        f"service's max_queued is {limit}: "
+                        + (
+                            "not queued (block=False)"
+                            if not block
+                            else "no room came within block_timeout"
+                        ),
+                        max_queued=limit,
+                    )
+                self._room.wait(left)
+            by_key = self._by_key if timeout is None else {}
             ids = self._ids
             fresh = list(new.values())
             for promise in fresh:
                 promise._id = next(ids)
             by_id = {promise._id: promise for promise in fresh}
+            deadlines: list[tuple[float, int]] = []
+            if timeout is not None:
+                deadline = time.monotonic() + timeout
+                for promise in fresh:
+                    promise._timeout = timeout
+                    promise._deadline = deadline
+                deadlines = [(deadline, promise._id) for promise in fresh]
             # Phase 2 commits with a few C-level calls, in an order that leaves nothing
             # half-queued if an interrupt lands between them.
             wake = not self._outbox
@@ -304,6 +400,8 @@ class Client:
                 self._outbox.extend(fresh)
                 self._by_id.update(by_id)
                 by_key.update(new)
+                if deadlines:
+                    self._add_unsent_deadlines(deadlines)
                 for promise in joined:
                     promise._shares += 1
                     if callback is not None:
@@ -316,6 +414,86 @@ class Client:
                 if wake and self._outbox:
                     self._outbox_ready.notify()
         return promises
+
+    def _match(
+        self,
+        prepared: list[tuple[Any, Hashable, Any, int]],
+        callback: Callback | None,
+        timeout: float | None,
+    ) -> tuple[dict[Hashable, Promise[Any]], list[Promise[Any]], list[Promise[Any]]]:
+        """Phase 1 of queueing: finds the pending promise each request joins, or makes one.
+        Call with STATE_LOCK held.
+
+        Returns:
+            The new promises by key, one promise per request, and the pending promises
+            joined (their shares and callbacks are added in phase 2).
+        """
+        if not self._open:
+            if self._broken is not None:
+                raise ServiceNotRunningError(f"the service is not running: {self._broken}")
+            raise ServiceNotRunningError(
+                "the service is not running: call start() first (or use it as a context "
+                "manager); after stop() it takes no more requests"
+            )
+        # Phase 1 runs the requests' own __hash__ and __eq__ (dict lookups), which may
+        # raise or be interrupted: it changes nothing shared.
+        # A request with a deadline joins no promise of another call (nor one of it).
+        by_key: dict[Hashable, Promise[Any]] = self._by_key if timeout is None else {}
+        new: dict[Hashable, Promise[Any]] = {}
+        promises: list[Promise[Any]] = []
+        joined: list[Promise[Any]] = []
+        request: Any = None
+        try:
+            for request, key, carried, size in prepared:
+                promise = by_key.get(key)
+                if promise is not None:
+                    joined.append(promise)  # an equal request queued before: phase 2
+                else:
+                    promise = new.get(key)
+                    if promise is None:
+                        promise = new[key] = Promise(request, self, key)
+                        promise._carried = carried
+                        promise._size = size
+                    else:
+                        promise._shares += 1  # an equal request earlier in this call
+                    if callback is not None:
+                        if promise._callbacks is None:
+                            promise._callbacks = [callback]
+                        else:
+                            promise._callbacks.append(callback)
+                promises.append(promise)
+        except Exception as exc:
+            raise _comparison_error(request, self._key is not None, exc) from exc
+        return new, promises, joined
+
+    def _add_unsent_deadlines(self, deadlines: list[tuple[float, int]]) -> None:
+        """Watches the deadlines of requests in the outbox. Call with STATE_LOCK held."""
+        heap = self._unsent_deadlines
+        for entry in deadlines:
+            heapq.heappush(heap, entry)  # the latest so far: sifts up O(1), usually
+        if len(heap) > max(_MIN_DEADLINE_HEAP, 2 * len(self._outbox)):
+            sent = self._taken_upto
+            self._unsent_deadlines = [e for e in heap if e[1] > sent]
+            heapq.heapify(self._unsent_deadlines)
+        self._outbox_ready.notify()  # the sender watches the next deadline
+
+    def _expire_unsent(self, notes: Notes) -> float | None:
+        """Fails the requests whose deadline passed while they were still in the outbox (they
+        are never sent); returns the seconds until the next such deadline, or None. Call
+        with STATE_LOCK held. Sent requests are the coordinator's to time out."""
+        heap = self._unsent_deadlines
+        if not heap:
+            return None
+        now = time.monotonic()
+        while heap and heap[0][0] <= now:
+            _, request_id = heapq.heappop(heap)
+            promise = self._by_id.get(request_id)
+            if promise is None or request_id <= self._taken_upto:
+                continue
+            self._forget(promise)  # it stays in the outbox, which drops it unsent
+            settle(promise, FAILED, _timeout_error(promise), notes)
+            self.timed_out += 1
+        return heap[0][0] - now if heap else None
 
     def _prepare(self, request: Any) -> tuple[Any, Hashable, Any, int]:
         """Checks a request; returns it, its key, its carried form and its size in bytes."""
@@ -417,6 +595,8 @@ class Client:
                 self._outbox_ready.notify()
         if not self._by_id:
             self._idle.notify_all()
+        if self._max_queued is not None:
+            self._room.notify_all()
 
     @property
     def pending(self) -> int:
@@ -432,6 +612,7 @@ class Client:
                 "done": self.settled[DONE],
                 "failed": self.settled[FAILED],
                 "aborted": self.settled[ABORTED],
+                "timed_out": self.timed_out,
                 "deduplicated": self.deduplicated,
                 "unsent": sum(1 for p in self._outbox if p._state == PENDING),
             }
@@ -441,11 +622,19 @@ class Client:
     def _send_loop(self) -> None:
         previous: tuple[Any, list[int]] | None = None
         while True:
+            notes = Notes()
             with STATE_LOCK:
-                while not self._stopped and (not self._outbox or not self._may_send()):
-                    self._outbox_ready.wait(1.0)  # a wake-up lost to an interrupt costs 1 s
-                if self._stopped:
-                    return
+                while True:
+                    next_deadline = self._expire_unsent(notes)
+                    if self._stopped or (self._outbox and self._may_send()):
+                        break
+                    # A wake-up lost to an interrupt costs 1 s.
+                    wait = 1.0 if next_deadline is None else min(1.0, next_deadline)
+                    self._outbox_ready.wait(wait)
+                stopped = self._stopped
+            self._deliver(notes)
+            if stopped:
+                return
             with self._send_lock:
                 with STATE_LOCK:
                     outbox = self._outbox
@@ -536,6 +725,8 @@ class Client:
                 self._settle(entry)
             elif isinstance(entry, Failed):
                 self._fail(entry.ids, entry.error)
+            elif isinstance(entry, TimedOut):
+                self._time_out(entry.ids)
             elif isinstance(entry, Closed):
                 self._close_from_service(entry.reason)
                 return False
@@ -553,6 +744,7 @@ class Client:
         notes = Notes()
         with STATE_LOCK:
             self._open = False
+            self._room.notify_all()
             self._broken = ServiceNotRunningError(reason)
             for promise in list(self._by_id.values()):
                 self._forget(promise)
@@ -585,6 +777,7 @@ class Client:
             )
             with STATE_LOCK:
                 self._open = False
+                self._room.notify_all()
                 self._broken = error
             self._fail(None, error)
             return False
@@ -614,6 +807,9 @@ class Client:
             self._outbox.extendleft(reversed(resend))
             if resend:
                 self._taken_upto = resend[0]._id - 1
+            timed = [(p._deadline, p._id) for p in resend if p._timeout is not None]
+            if timed:
+                self._add_unsent_deadlines(timed)
             self._sent = 0
             self._sent_bytes = 0
             self._outbox_ready.notify()
@@ -657,6 +853,8 @@ class Client:
                 settle(promise, DONE, result, notes)
             if not by_id:
                 self._idle.notify_all()
+            if self._max_queued is not None:
+                self._room.notify_all()
             if self._outbox and self._may_send():
                 self._outbox_ready.notify()
         self._deliver(notes)
@@ -673,6 +871,18 @@ class Client:
                         error.request = promise.request
                     self._forget(promise)
                     settle(promise, FAILED, error, notes)
+        self._deliver(notes)
+
+    def _time_out(self, ids: list[int]) -> None:
+        """Fails the given pending promises: their deadlines passed at the coordinator."""
+        notes = Notes()
+        with STATE_LOCK:
+            for request_id in ids:
+                promise = self._by_id.get(request_id)
+                if promise is not None:
+                    self._forget(promise)
+                    settle(promise, FAILED, _timeout_error(promise), notes)
+                    self.timed_out += 1
         self._deliver(notes)
 
     def _deliver(self, notes: Notes) -> None:
@@ -706,6 +916,20 @@ def _rebuild_error(carried: Any, request: Any) -> BaseException:
     if not isinstance(error, BaseException):
         return RemoteError(f"process() of {request!r:.80} failed: {error!r:.200}")
     return error
+
+
+def _timeout_error(promise: Promise[Any]) -> RequestTimeoutError:
+    """The error of a promise whose deadline passed."""
+    timeout = promise._timeout or 0.0
+    deadline = time.time() - (time.monotonic() - promise._deadline)
+    when = datetime.datetime.fromtimestamp(deadline, datetime.UTC).strftime("%H:%M:%S.%f")[:-3]
+    return RequestTimeoutError(
+        f"{promise.request!r:.80} did not finish within its timeout of {timeout:g} s "
+        f"(deadline {when} UTC); it was not started, or was cancelled, and is not retried",
+        request=promise.request,
+        timeout=timeout,
+        deadline=deadline,
+    )
 
 
 def _comparison_error(request: Any, keyed: bool, exc: Exception) -> TypeError:

@@ -96,6 +96,33 @@ class ServiceConfig(BaseModel):
         ),
     )
 
+    request_timeout: float | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "Default deadline of every request, in seconds from queue_request(); None: none. "
+            "A request's own timeout= overrides it."
+        ),
+    )
+    request_timeout_grace: float = Field(
+        default=5.0,
+        ge=0,
+        description=(
+            "Seconds a request still running at its deadline has, once cancelled with "
+            "ray.cancel, to return before its worker is killed and restarted."
+        ),
+    )
+
+    max_queued: int | None = Field(
+        default=None,
+        ge=1,
+        strict=True,
+        description=(
+            "Requests a program may have pending at once; queue_request() waits for room "
+            "beyond that (block=, block_timeout=). None: no limit."
+        ),
+    )
+
     @model_validator(mode="after")
     def _detached_needs_a_name(self) -> ServiceConfig:
         if self.detached and self.name is None:

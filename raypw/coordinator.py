@@ -8,8 +8,10 @@
     abort_unstarted(Abort) ----->     (withdraws only what has not started)
     poll() <-- [Outcomes, ...]  <-- mailboxes <-- scheduler.chunk(...)  <-- outcomes(batch_id):
                                                                             chunks as produced
-                                    Skip / TakeBack --> worker.skip(batch_id, positions)
+                                    Skip / TakeBack / Expire --> worker.skip(batch_id, positions)
                                     Cancel --> ray.cancel(the batch's run() ref)
+                                    Kill --> ray.kill(worker); Ray restarts it
+                                    timer --> scheduler.tick() at scheduler.next_timer()
 
 Every decision is the :class:`~raypw.scheduler.Scheduler`'s; this class only turns its actions
 into Ray calls and Ray's answers into its events. It runs one event loop in one thread, so
@@ -27,7 +29,17 @@ from typing import Any
 from raypw.batching import BatchSizer
 from raypw.config import ServiceConfig
 from raypw.protocol import Abort, Closed, News, Submit
-from raypw.scheduler import Action, Cancel, Dispatch, Scheduler, Skip, SkipUnstarted, TakeBack
+from raypw.scheduler import (
+    Action,
+    Cancel,
+    Dispatch,
+    Expire,
+    Kill,
+    Scheduler,
+    Skip,
+    SkipUnstarted,
+    TakeBack,
+)
 from raypw.stats import Throughput
 
 __all__ = ["Coordinator"]
@@ -37,6 +49,9 @@ logger = logging.getLogger("raypw")
 # How long a client's poll() waits for news before returning empty-handed: short enough for a
 # client to notice a dead coordinator soon, long enough to cost nothing.
 POLL_SECONDS = 2.0
+# A call to a worker just killed on purpose may reach the dying process and fail as if the
+# worker were gone for good: that many such failures in a row are taken as its restart.
+KILLED_WORKER_DEATHS = 10
 
 
 class Coordinator:
@@ -63,7 +78,15 @@ class Coordinator:
         sizer = BatchSizer(
             batching.target_batch_seconds, batching.max_batch_size, batching.max_batch_seconds
         )
-        self._scheduler = Scheduler(config.parallel_workers, sizer, config.max_retries)
+        self._scheduler = Scheduler(
+            config.parallel_workers,
+            sizer,
+            config.max_retries,
+            grace=config.request_timeout_grace,
+        )
+        # The call that runs scheduler.tick() at its next deadline, and when that is.
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_due = 0.0
         self._starting: asyncio.Future[list[int]] | None = None
         self._workers: list[Any] = []
         self._pids: list[int] = []  # process id of each worker, 0 while it restarts
@@ -149,6 +172,9 @@ class Coordinator:
             await asyncio.sleep(0.02)
         for task in list(self._tasks):
             task.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         for worker in self._workers:
             ray.kill(worker)
         self._workers = []
@@ -207,15 +233,8 @@ class Coordinator:
     async def _ask_to_skip(self, ask: SkipUnstarted) -> list[int]:
         """Asks a worker to skip positions; returns those that had started (all of them if
         the worker is gone: the scheduler then finds its requests requeued)."""
-        from ray.exceptions import RayError
-
-        try:
-            late: list[int] = await self._workers[ask.worker].skip.remote(
-                ask.batch_id, ask.positions
-            )
-        except RayError:
-            return list(ask.positions)
-        return late
+        late = await self._skip_positions(ask.worker, ask.batch_id, ask.positions)
+        return list(ask.positions) if late is None else late
 
     async def poll(self, client: str, timeout: float = POLL_SECONDS) -> list[News]:
         """Returns a client's news, waiting up to ``timeout`` seconds for some."""
@@ -297,7 +316,33 @@ class Coordinator:
                 run = self._runs.get(action.batch_id)
                 if run is not None:
                     ray.cancel(run)  # lets a cooperative process() see is_canceled()
+            elif isinstance(action, Expire):
+                self._spawn(self._expire(action))
+            elif isinstance(action, Kill):
+                self._kill(action.worker)
         self._wake()
+        self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        """Makes sure :meth:`_on_timer` runs at the scheduler's next deadline."""
+        due = self._scheduler.next_timer()
+        if due is None or self._closed:
+            return
+        if self._timer is not None:
+            if self._timer_due <= due:
+                return  # an earlier call is set; it arms the next one
+            self._timer.cancel()
+        self._timer_due = due
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(max(0.0, due - time.monotonic()), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        try:
+            self._act(self._scheduler.tick())
+        except Exception:  # a bug of raypw's: keep the timer going rather than hang promises
+            logger.exception("raypw: the coordinator's deadline timer failed")
+            self._arm_timer()
 
     def _wake(self) -> None:
         woken = self._scheduler.woken
@@ -353,26 +398,61 @@ class Coordinator:
             self._runs.pop(batch_id, None)
             ended.set()
 
-    async def _skip(self, action: Skip) -> int:
-        """Asks a worker to skip aborted positions; returns how many had started."""
+    async def _skip_positions(
+        self, worker: int, batch_id: int, positions: list[int]
+    ) -> list[int] | None:
+        """Asks a worker not to start ``positions`` of a batch; returns those that had
+        started, or None if the worker died (the batch's runner handles that)."""
         from ray.exceptions import RayError
 
         try:
-            late = await self._workers[action.worker].skip.remote(action.batch_id, action.positions)
-        except RayError:  # its worker died: the batch's runner handles that
+            late: list[int] = await self._workers[worker].skip.remote(batch_id, positions)
+        except RayError:
+            return None
+        return late
+
+    async def _skip(self, action: Skip) -> int:
+        """Asks a worker to skip aborted positions; returns how many had started."""
+        late = await self._skip_positions(action.worker, action.batch_id, action.positions)
+        if late is None:
             return len(action.positions)
         self._act(self._scheduler.skipped(action.batch_id, late))
         return len(late)
 
     async def _take_back(self, action: TakeBack) -> None:
         """Asks a worker for unstarted positions back, for an idle worker."""
-        from ray.exceptions import RayError
-
-        try:
-            late = await self._workers[action.worker].skip.remote(action.batch_id, action.positions)
-        except RayError:  # its worker died: nothing moved; the batch's runner handles that
+        late = await self._skip_positions(action.worker, action.batch_id, action.positions)
+        if late is None:  # its worker died: nothing moved
             late = action.positions
         self._act(self._scheduler.taken_back(action.batch_id, action.positions, late))
+
+    async def _expire(self, action: Expire) -> None:
+        """Asks a worker not to start requests past their deadline (and those behind them)."""
+        late = await self._skip_positions(action.worker, action.batch_id, action.positions)
+        if late is None:  # its worker died: nothing moved
+            late = action.positions
+        self._act(self._scheduler.expired(action.batch_id, action.positions, late))
+
+    def _kill(self, index: int) -> None:
+        """Kills a worker stuck past a deadline; Ray restarts it (the scheduler has already
+        taken back what it held)."""
+        import ray
+
+        if index in self._restarting:
+            return
+        pid = self._pids[index]
+        logger.warning(
+            "raypw worker %d (pid %d) still ran a request past its deadline and %g s of grace "
+            "after ray.cancel; killing it (Ray restarts it)",
+            index,
+            pid,
+            self._config.request_timeout_grace,
+        )
+        ray.kill(self._workers[index], no_restart=False)
+        self._pids[index] = 0
+        self._restarting.add(index)
+        cause = RuntimeError(f"worker {index} was killed: a request overran its deadline")
+        self._spawn(self._await_restart(index, cause, old_pid=pid))
 
     def _worker_died(self, index: int, cause: BaseException) -> None:
         if index in self._restarting:
@@ -383,20 +463,35 @@ class Coordinator:
         self._restarting.add(index)
         self._spawn(self._await_restart(index, cause))
 
-    async def _await_restart(self, index: int, cause: BaseException) -> None:
-        """Waits until Ray restarted worker ``index``, or finds it gone for good."""
+    async def _await_restart(self, index: int, cause: BaseException, old_pid: int = 0) -> None:
+        """Waits until Ray restarted worker ``index``, or finds it gone for good.
+
+        Args:
+            old_pid: The process id of a worker killed on purpose: until it is dead it may
+                still answer, and an answer from it does not count as the restart.
+        """
         from ray.exceptions import ActorDiedError, RayError
 
         deadline = time.monotonic() + self._config.start_timeout
+        died = 0
         try:
             while time.monotonic() < deadline:
                 try:
-                    self._pids[index] = await self._workers[index].ready.remote()
+                    pid = await self._workers[index].ready.remote()
                 except ActorDiedError:
-                    break  # out of restarts, or its constructor failed on restart
+                    # Out of restarts, or its constructor failed on restart; or, just after a
+                    # kill, the call went to the old process as it died.
+                    died += 1
+                    if not old_pid or died > KILLED_WORKER_DEATHS:
+                        break
+                    await asyncio.sleep(0.2)
                 except RayError:
                     await asyncio.sleep(0.2)  # restarting: unavailable for now
                 else:
+                    if old_pid and pid == old_pid:
+                        await asyncio.sleep(0.05)  # the old process, not yet dead
+                        continue
+                    self._pids[index] = pid
                     self._act(self._scheduler.worker_back(index))
                     return
             logger.error("raypw worker %d is gone for good: %s", index, cause)

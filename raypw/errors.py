@@ -9,6 +9,8 @@ The hierarchy keeps the standard library's bases, so ``except TimeoutError`` and
     ├── ServiceNotFoundError(RaypwError, LookupError)     connect() to a name nobody runs
     ├── PromiseAbortedError(RaypwError)                   get_result() on an aborted promise
     ├── ResultTimeoutError(RaypwError, TimeoutError)      a wait ran out of time
+    ├── RequestTimeoutError(RaypwError, TimeoutError)     a request's deadline passed
+    ├── QueueFullError(RaypwError, queue.Full)            max_queued requests are pending
     ├── WorkerDiedError(RaypwError)                       the actor holding a request died
     ├── TransferError(RaypwError)                         a request or result could not travel
     └── RemoteError(RaypwError)                           process() raised an exception that
@@ -23,12 +25,15 @@ here) arrives as :class:`RemoteError`, with its class name, text and traceback.
 
 from __future__ import annotations
 
+import queue
 from typing import Any
 
 __all__ = [
     "PromiseAbortedError",
+    "QueueFullError",
     "RaypwError",
     "RemoteError",
+    "RequestTimeoutError",
     "ResultTimeoutError",
     "ServiceNotFoundError",
     "ServiceNotRunningError",
@@ -68,6 +73,49 @@ class PromiseAbortedError(RaypwError):
 
 class ResultTimeoutError(RaypwError, TimeoutError):
     """A wait ran out of time; the requests it waited for keep running."""
+
+
+class RequestTimeoutError(RaypwError, TimeoutError):
+    """A request did not finish by its deadline (``queue_request(..., timeout=)``).
+
+    Unlike :class:`ResultTimeoutError`, this ends the promise: the request was not started,
+    or, if it was running, it was cancelled (``ray.cancel``) and its worker killed and
+    restarted if it did not return within the service's ``request_timeout_grace``. It is
+    not retried.
+
+    Attributes:
+        request: The request.
+        timeout: Its timeout in seconds.
+        deadline: Its deadline, in seconds since the epoch (``time.time()``).
+    """
+
+    def __init__(
+        self, message: str, request: Any = None, timeout: float = 0.0, deadline: float = 0.0
+    ) -> None:
+        super().__init__(message)
+        self.request = request
+        self.timeout = timeout
+        self.deadline = deadline
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.request, self.timeout, self.deadline))
+
+
+class QueueFullError(RaypwError, queue.Full):
+    """The service's ``max_queued`` requests of this program are pending, and no room came:
+    ``queue_request(..., block=False)``, or ``block_timeout`` ran out. Nothing of the call
+    was queued.
+
+    Attributes:
+        max_queued: The service's limit.
+    """
+
+    def __init__(self, message: str, max_queued: int = 0) -> None:
+        super().__init__(message)
+        self.max_queued = max_queued
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.max_queued))
 
 
 class WorkerDiedError(RaypwError):

@@ -64,6 +64,7 @@ class Promise(Generic[ResultT]):
         "_began_before_abort",
         "_callbacks",
         "_carried",
+        "_deadline",
         "_event",
         "_id",
         "_key",
@@ -72,6 +73,7 @@ class Promise(Generic[ResultT]):
         "_shares",
         "_size",
         "_state",
+        "_timeout",
         "_value",
         "_waiters",
         "request",
@@ -93,6 +95,8 @@ class Promise(Generic[ResultT]):
         self._began_before_abort = False  # aborted after its worker had begun it
         self._carried: Any = None  # the request as it travels, until it is sent
         self._size = 0  # its size in bytes, counted while it is in flight
+        self._timeout: float | None = None  # seconds it was given to finish, if any
+        self._deadline = 0.0  # with a timeout: when it ends, on time.monotonic()
 
     def get_result(self, timeout: float | None = None) -> ResultT:
         """Blocks until the request is processed and returns its result.

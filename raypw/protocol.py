@@ -29,6 +29,7 @@ __all__ = [
     "Pickled",
     "Submit",
     "PLAIN_TYPES",
+    "TimedOut",
     "WorkBatch",
     "dump",
     "load",
@@ -93,6 +94,8 @@ class Submit:
         requests: One per id: a plain value or :class:`Pickled`.
         keys: The dedup key of each (plain or :class:`Pickled`), or None: the request is its
             own key.
+        timeouts: Seconds each request has left until its deadline (None: no deadline), or
+            None if none has one. Relative, so the two processes' clocks need not agree.
     """
 
     client: str
@@ -102,6 +105,7 @@ class Submit:
     ids: list[int]
     requests: list[Any]
     keys: list[Any] | None = None
+    timeouts: list[float | None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +170,14 @@ class Failed:
 
 
 @dataclass(frozen=True, slots=True)
+class TimedOut:
+    """Coordinator -> client: the deadlines of requests ``ids`` passed before they finished
+    (the client knows each request and its timeout, and builds the error)."""
+
+    ids: list[int]
+
+
+@dataclass(frozen=True, slots=True)
 class Closed:
     """Coordinator -> client: the service was stopped."""
 
@@ -180,4 +192,4 @@ class Forgotten:
     reason: str
 
 
-News = Outcomes | Failed | Closed | Forgotten
+News = Outcomes | Failed | TimedOut | Closed | Forgotten

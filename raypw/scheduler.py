@@ -23,6 +23,14 @@ The rules:
   ``max_retries`` it fails with :class:`~raypw.WorkerDiedError`.
 - **Aborts** are order-independent: an abort that overtakes its submit is kept until the
   submit lands, and an id is "finished already" only if a submit covering it has arrived.
+- **Deadlines.** Each waiter (a client's request id) may have its own deadline. At it, that
+  waiter's promise fails (:class:`~raypw.protocol.TimedOut`) and the others keep waiting;
+  when nobody waits any more the request is withdrawn: never started if it has not started
+  (nothing is dispatched past its deadline; a worker holding it is told to skip it, with the
+  unstarted requests behind it in its batch, which go back to the queue uncharged), and if
+  it runs, its batch is cancelled (``ray.cancel``) and, if it still has not returned
+  ``grace`` seconds later, its worker is killed (:class:`Kill`) and what it held goes back
+  to the queue, uncharged. A timed-out request is never retried.
 - **Aborts of unstarted requests only** (:meth:`Scheduler.abort_unstarted`, for
   ``raypw.compat``) withdraw a request only where it is known not to have started: queued,
   or a position its worker agreed to skip. A request that started keeps its subscriber and
@@ -31,6 +39,7 @@ The rules:
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections import deque
 from collections.abc import Callable, Hashable
@@ -48,10 +57,20 @@ from raypw.protocol import (
     Outcomes,
     Pickled,
     Submit,
+    TimedOut,
     WorkBatch,
 )
 
-__all__ = ["Cancel", "Dispatch", "Scheduler", "Skip", "SkipUnstarted", "TakeBack"]
+__all__ = [
+    "Cancel",
+    "Dispatch",
+    "Expire",
+    "Kill",
+    "Scheduler",
+    "Skip",
+    "SkipUnstarted",
+    "TakeBack",
+]
 
 # Batches a worker holds at most: the one it runs and the next, sent while the first runs.
 PIPELINE_DEPTH = 2
@@ -75,6 +94,9 @@ CHUNK_SHARE = 0.5
 # its lag p99 under 50 ms. A result after a quiet spell still leaves at once.
 CHUNK_REQUESTS = 4
 MAX_CHUNK_SECONDS = 0.02
+# The deadline heap is compacted (entries of finished requests dropped) once it holds more
+# than twice the entries it held after the last compaction, and at least this many.
+MIN_DEADLINE_HEAP = 4096
 
 Subscriber = tuple[str, int]  # (client id, request id)
 
@@ -118,7 +140,27 @@ class Cancel:
     batch_id: int
 
 
-Action = Dispatch | Skip | TakeBack | Cancel
+@dataclass(frozen=True, slots=True)
+class Expire:
+    """Ask ``worker`` not to start ``positions`` of ``batch_id``: requests nobody waits for
+    any more since their deadline passed, and the unstarted ones behind them, which go back
+    to the queue; answer with :meth:`Scheduler.expired`."""
+
+    worker: int
+    batch_id: int
+    positions: list[int]
+
+
+@dataclass(frozen=True, slots=True)
+class Kill:
+    """Kill ``worker`` (Ray restarts it): it still runs a request past its deadline and
+    grace period. The scheduler already took back what it held; answer with
+    :meth:`Scheduler.worker_back` (or :meth:`Scheduler.worker_gone`)."""
+
+    worker: int
+
+
+Action = Dispatch | Skip | TakeBack | Cancel | Expire | Kill
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +203,7 @@ class _Batch:
         "batch_id",
         "behind",
         "chunks",
+        "expired",
         "items",
         "reported",
         "sent_at",
@@ -189,6 +232,11 @@ class _Batch:
         self.started_upto = -1  # highest position known to have started
         self.taking_for = -1  # the idle worker a TakeBack of this batch is out for
         self.suspect = suspect  # holds a request whose worker died before (alone, then)
+        self.expired: set[int] = set()  # positions past their deadline that had started
+
+    def hung(self) -> bool:
+        """True while a position that ran past its deadline has not reported."""
+        return any(p >= self.reported for p in self.expired)
 
     def owns(self, item: _Item) -> bool:
         return item.batch is self
@@ -223,7 +271,17 @@ class _Worker:
 class _Client:
     """What the scheduler knows of one client (one program's connection)."""
 
-    __slots__ = ("early_aborts", "epoch", "items", "left", "mail", "polling", "seen", "spans")
+    __slots__ = (
+        "deadlines",
+        "early_aborts",
+        "epoch",
+        "items",
+        "left",
+        "mail",
+        "polling",
+        "seen",
+        "spans",
+    )
 
     def __init__(self, epoch: int, now: float) -> None:
         self.epoch = epoch
@@ -233,6 +291,7 @@ class _Client:
         self.polling = 0
         self.left = False  # gone, but its requests are still processed (results dropped)
         self.early_aborts: set[int] = set()
+        self.deadlines: dict[int, float] = {}  # request id -> its deadline (clock time)
         # Id spans received from this client: (first, last), merged, ascending.
         self.spans: list[tuple[int, int]] = []
 
@@ -260,6 +319,8 @@ class Scheduler:
         sizer: Chooses batch sizes from measured costs.
         max_retries: Times a request is dispatched again after its worker died.
         clock: Seconds, monotonic (``time.monotonic`` by default; a fake one in tests).
+        grace: Seconds a request still running at its deadline has, once cancelled, to
+            return before its worker is killed.
     """
 
     def __init__(
@@ -268,10 +329,17 @@ class Scheduler:
         sizer: BatchSizer,
         max_retries: int,
         clock: Callable[[], float] = time.monotonic,
+        grace: float = 5.0,
     ) -> None:
         self._sizer = sizer
         self._max_retries = max_retries
         self._clock = clock
+        self._grace = grace
+        # (deadline, client, request id); an entry is live while it matches the client's
+        # ``deadlines`` (finished requests' entries are dropped when met, or compacted).
+        self._deadlines: list[tuple[float, str, int]] = []
+        self._deadline_heap_limit = MIN_DEADLINE_HEAP
+        self._graces: list[tuple[float, int]] = []  # (kill time, batch id) of hung batches
         self._workers = [_Worker(index) for index in range(workers)]
         self._queue: deque[_Item] = deque()
         self._queued = 0  # live items in the queue (aborted ones stay until taken)
@@ -283,6 +351,7 @@ class Scheduler:
         self.processed = 0
         self.deduplicated = 0
         self.worker_restarts = 0
+        self.timed_out = 0  # waiters whose deadline passed
         self.dead: BaseException | None = None  # set once no worker is left
         self.woken: set[str] = set()  # clients with new mail since the shell last looked
         # Aborts-if-unstarted settled before their worker answered: the batch ended, or gave
@@ -409,10 +478,166 @@ class Scheduler:
                 self.deduplicated += 1
             mine[request_id] = item
         self._queued += added
+        if message.timeouts is not None:
+            self._set_deadlines(state, client, message.ids, message.timeouts)
         if self.dead is not None:
             self._fail_queue(self.dead)
             return []
         return self.fill()
+
+    def _set_deadlines(
+        self, state: _Client, client: str, ids: list[int], timeouts: list[float | None]
+    ) -> None:
+        """Records each waiter's deadline: ``timeouts`` seconds from now (None: none)."""
+        now = self._clock()
+        heap = self._deadlines
+        for request_id, timeout in zip(ids, timeouts, strict=True):
+            if timeout is None or request_id not in state.items:
+                continue
+            deadline = now + timeout
+            state.deadlines[request_id] = deadline
+            heapq.heappush(heap, (deadline, client, request_id))
+        if len(heap) > self._deadline_heap_limit:
+            self._compact_deadlines()
+
+    def _compact_deadlines(self) -> None:
+        """Drops the heap entries of requests that finished: bounded memory under a long
+        stream of requests with deadlines far ahead."""
+        live: list[tuple[float, str, int]] = []
+        for client, state in self._clients.items():
+            items = state.items
+            state.deadlines = {i: d for i, d in state.deadlines.items() if i in items}
+            live.extend((d, client, i) for i, d in state.deadlines.items())
+        heapq.heapify(live)
+        self._deadlines = live
+        self._deadline_heap_limit = max(MIN_DEADLINE_HEAP, 2 * len(live))
+
+    def next_timer(self) -> float | None:
+        """When :meth:`tick` has something to do next (clock time), or None."""
+        due = self._deadlines[0][0] if self._deadlines else None
+        if self._graces and (due is None or self._graces[0][0] < due):
+            due = self._graces[0][0]
+        return due
+
+    def tick(self) -> list[Action]:
+        """Time passed: fails waiters whose deadline passed, frees what nobody waits for any
+        more, and kills workers still running a request past its deadline and grace."""
+        actions = self._expire_due()
+        now = self._clock()
+        graces = self._graces
+        while graces and graces[0][0] <= now:
+            _, batch_id = heapq.heappop(graces)
+            batch = self._batches.get(batch_id)
+            if batch is not None and batch.hung():
+                actions.extend(self._kill(batch.worker))
+        return actions + self.fill()
+
+    def _expire_due(self) -> list[Action]:
+        """Ends every waiter whose deadline passed (:class:`~raypw.protocol.TimedOut`); a
+        request nobody waits for any more is dropped from the queue or, if dispatched,
+        withdrawn from its worker (:class:`Expire`)."""
+        heap = self._deadlines
+        now = self._clock()
+        if not heap or heap[0][0] > now:
+            return []
+        clients = self._clients
+        timed_out: dict[str, list[int]] = {}
+        expiring: dict[_Batch, list[_Item]] = {}
+        while heap and heap[0][0] <= now:
+            deadline, client, request_id = heapq.heappop(heap)
+            state = clients.get(client)
+            if state is None or state.deadlines.get(request_id) != deadline:
+                continue  # finished, withdrawn, or its client connected anew
+            del state.deadlines[request_id]
+            item = state.items.pop(request_id, None)
+            if item is None:
+                continue  # finished already
+            subscriber = (client, request_id)
+            item.subscribers.remove(subscriber)
+            if item.aborting and subscriber in item.aborting:
+                item.aborting.remove(subscriber)
+            self.timed_out += 1
+            if not state.left:
+                timed_out.setdefault(client, []).append(request_id)
+            elif not state.items:
+                del clients[client]
+            if item.subscribers:
+                continue  # another waiter's deadline is later, or it has none
+            if self._by_key.get(item.key) is item:
+                del self._by_key[item.key]  # an equal request queued later runs anew
+            if item.batch is None:
+                self._queued -= 1  # stays in the deque; _take drops it
+            else:
+                expiring.setdefault(item.batch, []).append(item)
+        for client, ids in timed_out.items():
+            self._post(client, TimedOut(ids))
+        actions: list[Action] = []
+        for batch, items in expiring.items():
+            expired = {id(item) for item in items}
+            first = min(p for p, item in enumerate(batch.items) if id(item) in expired)
+            positions = [
+                p
+                for p in range(max(first, batch.reported), len(batch.items))
+                if batch.items[p].batch is batch
+                and (id(batch.items[p]) in expired or batch.items[p].subscribers)
+            ]
+            if positions:
+                actions.append(Expire(batch.worker, batch.batch_id, positions))
+        return actions
+
+    def expired(self, batch_id: int, positions: list[int], late: list[int]) -> list[Action]:
+        """A worker answered an :class:`Expire`: ``late`` positions had started. The others
+        are withdrawn (those still wanted go back to the queue's front, uncharged); an expired
+        one that started and has not reported is cancelled, and its worker killed if it has
+        not returned after the grace period."""
+        batch = self._batches.get(batch_id)
+        if batch is None:
+            return self.fill()  # it ended, or its worker died: settled there
+        if late:
+            batch.started_upto = max(batch.started_upto, max(late))
+        stay = set(late)
+        back: list[_Item] = []
+        hung = False
+        for position in positions:
+            item = batch.items[position]
+            if item.batch is not batch:
+                continue  # taken back meanwhile
+            if position in stay:
+                if not item.subscribers and position >= batch.reported:
+                    batch.expired.add(position)
+                    hung = True
+                continue
+            if item.aborting:
+                self._settle_aborting(item)
+            item.batch = None
+            if item.subscribers:
+                back.append(item)
+        self._requeue(back)
+        actions: list[Action] = []
+        if hung:
+            actions.append(Cancel(batch.worker, batch_id))
+            heapq.heappush(self._graces, (self._clock() + self._grace, batch_id))
+        return actions + self.fill()
+
+    def _kill(self, worker: int) -> list[Action]:
+        """Takes back everything a worker holds, uncharged (its requests only shared a worker
+        with one that overran its deadline), and asks for the worker to be killed."""
+        state = self._workers[worker]
+        if not state.up:
+            return []
+        state.up = False
+        back: list[_Item] = []
+        for batch in state.batches:
+            for item in batch.items:
+                if item.batch is batch:
+                    item.batch = None
+                    if item.subscribers:
+                        back.append(item)
+            del self._batches[batch.batch_id]
+        state.batches.clear()
+        self.worker_restarts += 1
+        self._requeue(back)
+        return [Kill(worker)]
 
     def abort(self, message: Abort) -> list[Action]:
         """Withdraws a client's requests: queued ones are dropped, dispatched ones nobody
@@ -576,7 +801,7 @@ class Scheduler:
         queue: an idle worker always, a busy one (its next batch, sent ahead) while no worker
         is idle. An idle worker with an empty queue takes back unstarted work from a busy one.
         """
-        actions: list[Action] = []
+        actions = self._expire_due() if self._deadlines else []
         up = [w for w in self._workers if w.up]
         stalled = self._stalled(up)
         for worker in up:
@@ -591,7 +816,12 @@ class Scheduler:
             return actions
         if all(worker.batches for worker in up):
             for worker in up:
-                room = len(worker.batches) < PIPELINE_DEPTH and not worker.batches[-1].suspect
+                head = worker.batches[0]
+                room = (
+                    len(worker.batches) < PIPELINE_DEPTH
+                    and not worker.batches[-1].suspect
+                    and not (head.expired and head.hung())  # it may be killed: send none
+                )
                 if room and not (stalled and self._take_back_for(worker, actions, stalled)):
                     self._send(worker, actions)
         return actions

@@ -26,6 +26,7 @@ import atexit
 import enum
 import html
 import logging
+import math
 import queue
 import threading
 import time
@@ -114,6 +115,15 @@ class ProcessorService(Generic[RequestT, ResultT]):
         client_timeout: Seconds after which the coordinator forgets a program that stopped
             talking to it (a killed process) and withdraws the requests only it waited for. A
             program that was merely frozen that long sends its requests again.
+        request_timeout: The default deadline of every request, in seconds from its
+            ``queue_request``; None for none. See ``timeout=`` of :meth:`queue_request`.
+        request_timeout_grace: Seconds a request still running at its deadline has, once
+            cancelled (``ray.cancel``: ``ray.get_runtime_context().is_canceled()`` turns True
+            in ``process()``), to return before its worker is killed and restarted.
+        max_queued: Requests this program may have pending (queued or running) at once;
+            beyond that ``queue_request`` waits for room (see its ``block`` and
+            ``block_timeout``). Bounds memory when requests come faster than the pool takes
+            them. None: no limit.
 
     Raises:
         pydantic.ValidationError: (a ``ValueError``) an argument is invalid; the message names
@@ -140,6 +150,9 @@ class ProcessorService(Generic[RequestT, ResultT]):
         name: str | None = None,
         detached: bool = False,
         client_timeout: float = 60.0,
+        request_timeout: float | None = None,
+        request_timeout_grace: float = 5.0,
+        max_queued: int | None = None,
     ) -> None:
         if not (isinstance(processor_class, type) and issubclass(processor_class, Processor)):
             raise TypeError(
@@ -156,6 +169,9 @@ class ProcessorService(Generic[RequestT, ResultT]):
             "name": name,
             "detached": detached,
             "client_timeout": client_timeout,
+            "request_timeout": request_timeout,
+            "request_timeout_grace": request_timeout_grace,
+            "max_queued": max_queued,
         }
         if worker is not None:
             fields["worker"] = worker
@@ -213,6 +229,7 @@ class ProcessorService(Generic[RequestT, ResultT]):
                     self._coordinator,
                     self._key,
                     _replacer(self),
+                    max_queued=self.config.max_queued,
                     workers=self.config.parallel_workers,
                 )
                 self._client.open()
@@ -411,7 +428,11 @@ class ProcessorService(Generic[RequestT, ResultT]):
         self._coordinator = coordinator
         self._worker_pids = ray.get(coordinator.worker_pids.remote())
         self._client = Client(
-            coordinator, self._key, _replacer(self), workers=self.config.parallel_workers
+            coordinator,
+            self._key,
+            _replacer(self),
+            max_queued=self.config.max_queued,
+            workers=self.config.parallel_workers,
         )
         self._client.open()
         self._state = _Lifecycle.RUNNING
@@ -555,17 +576,36 @@ class ProcessorService(Generic[RequestT, ResultT]):
         self,
         request: RequestT,
         completed_callback: Callable[[Promise[ResultT]], object] | None = None,
+        *,
+        timeout: float | None = None,
+        block: bool = True,
+        block_timeout: float | None = None,
     ) -> Promise[ResultT]:
         """Queues one request and returns its promise at once. Thread-safe.
 
         An equal request (same key) still pending returns the same promise and is not
-        processed again.
+        processed again. A request with a deadline (``timeout``) gets a promise of its own,
+        with its own deadline; equal requests are still processed once, for as long as one
+        of their waiters' deadlines has not passed.
 
         Args:
             request: Any picklable object; hashable unless the service has a ``key``.
             completed_callback: Called with the promise from a background thread as soon as
                 the request finishes (also when it fails or is aborted). Exceptions it raises
                 are logged.
+            timeout: Seconds by which the request must have finished, counted from when it
+                is queued (after any wait for room, see ``block``): its deadline.
+                A request not started by then is never started; one running then is cancelled
+                (``ray.cancel``: ``ray.get_runtime_context().is_canceled()`` turns True in
+                ``process()``) and, if it has not returned ``request_timeout_grace`` seconds
+                later, its worker is killed and restarted. Either way the promise fails with
+                :class:`~raypw.RequestTimeoutError` at the deadline and the request is not
+                retried; other requests are unaffected. None uses the service's
+                ``request_timeout``; ``math.inf`` sets no deadline.
+            block: With the service's ``max_queued`` requests of this program pending, wait
+                for room (True) or raise :class:`~raypw.QueueFullError` at once (False).
+            block_timeout: Seconds to wait for room at most, then raise
+                :class:`~raypw.QueueFullError`; None waits as long as it takes.
 
         Returns:
             The request's promise.
@@ -573,24 +613,53 @@ class ProcessorService(Generic[RequestT, ResultT]):
         Raises:
             ServiceNotRunningError: before ``start()`` or after ``stop()``.
             TypeError: the request is unhashable (pass ``key=`` to the service) or cannot be
-                pickled, or ``completed_callback`` is not callable. Nothing else is affected.
+                pickled, ``completed_callback`` is not callable, or ``timeout`` is not a number.
+                Nothing else is affected.
+            ValueError: ``timeout`` is not positive, or ``block_timeout`` is negative.
+            QueueFullError: (a ``queue.Full``) no room for the request (``max_queued``).
+
+        Example:
+            >>> promise = svc.queue_request("slow", timeout=30)  # doctest: +SKIP
+            >>> promise.get_result()  # doctest: +SKIP
+            Traceback (most recent call last):
+            raypw.errors.RequestTimeoutError: 'slow' did not finish within its timeout of 30 s ...
         """
         _check_callback(completed_callback)
-        return self._running_client().queue((request,), completed_callback)[0]
+        seconds = _check_timeout(timeout, self.config.request_timeout)
+        _check_block(block, block_timeout)
+        client = self._running_client()
+        return client.queue((request,), completed_callback, seconds, block, block_timeout)[0]
 
     def queue_requests(
         self,
         requests: Iterable[RequestT],
         completed_callback: Callable[[Promise[ResultT]], object] | None = None,
+        *,
+        timeout: float | None = None,
+        block: bool = True,
+        block_timeout: float | None = None,
     ) -> list[Promise[ResultT]]:
         """Queues many requests at once, the fast path; one promise per request, in order.
 
         The requests are checked first: if one is unhashable or unpicklable, or
         ``completed_callback`` is not callable, a ``TypeError`` is raised and none is queued.
-        Otherwise as :meth:`queue_request`.
+        Otherwise as :meth:`queue_request`; ``timeout`` gives each request the same deadline
+        (equal requests of this call share one promise).
+
+        With the service's ``max_queued``, the requests are taken from ``requests`` (which
+        may be a generator) a chunk at a time, each as room frees: this call returns once
+        the last is queued, and a producer faster than the pool waits here instead of filling
+        memory with pending requests. ``block`` and ``block_timeout`` (counted for the whole
+        call) are as in :meth:`queue_request`. If the call raises part-way (a bad request,
+        :class:`~raypw.QueueFullError`, Ctrl-C), the requests it had queued are aborted
+        first, so none of them stays queued. The returned list still holds one promise per
+        request.
         """
         _check_callback(completed_callback)
-        return self._running_client().queue(requests, completed_callback)
+        seconds = _check_timeout(timeout, self.config.request_timeout)
+        _check_block(block, block_timeout)
+        client = self._running_client()
+        return client.queue(requests, completed_callback, seconds, block, block_timeout)
 
     def _running_client(self) -> Client:
         client = self._client
@@ -618,6 +687,7 @@ class ProcessorService(Generic[RequestT, ResultT]):
             done=mine["done"],
             failed=mine["failed"],
             aborted=mine["aborted"],
+            timed_out=mine["timed_out"],
             deduplicated=shared["deduplicated"] + mine["deduplicated"],
             queued=shared["queued"] + mine["unsent"],
             running=shared["running"],
@@ -739,6 +809,35 @@ def _check_callback(callback: object) -> None:
         raise TypeError(
             f"completed_callback must be a function taking the promise, or None; got {callback!r}"
         )
+
+
+def _check_timeout(timeout: object, default: float | None) -> float | None:
+    """Returns the deadline in seconds a request gets (None: none), or raises naming
+    ``timeout``."""
+    if timeout is None:
+        return default
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(
+            "timeout must be a number of seconds (None: the service's request_timeout; "
+            f"math.inf: no deadline), got {timeout!r:.80}"
+        )
+    if not timeout > 0:  # also NaN
+        raise ValueError(f"timeout must be more than 0 seconds, got {timeout!r}")
+    return None if math.isinf(timeout) else float(timeout)
+
+
+def _check_block(block: object, block_timeout: object) -> None:
+    """Raises naming ``block`` or ``block_timeout`` if either is not valid."""
+    if not isinstance(block, bool):
+        raise TypeError(f"block must be True or False, got {block!r:.80}")
+    if block_timeout is None:
+        return
+    if isinstance(block_timeout, bool) or not isinstance(block_timeout, (int, float)):
+        raise TypeError(
+            f"block_timeout must be a number of seconds or None, got {block_timeout!r:.80}"
+        )
+    if not block_timeout >= 0:  # also NaN
+        raise ValueError(f"block_timeout must be 0 seconds or more, got {block_timeout!r}")
 
 
 def _qualified_name(cls: type) -> str:

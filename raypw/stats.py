@@ -35,6 +35,8 @@ class ServiceStats:
         throughput: Requests processed per second over the last few seconds.
         worker_restarts: Workers Ray restarted after they died (this coordinator).
         coordinator_replacements: Times this program replaced a dead coordinator.
+        timed_out: This program's promises that failed with
+            :class:`~raypw.RequestTimeoutError` (counted in ``failed`` too).
     """
 
     pending: int
@@ -50,6 +52,7 @@ class ServiceStats:
     throughput: float
     worker_restarts: int = 0
     coordinator_replacements: int = 0
+    timed_out: int = 0
 
     def _repr_html_(self) -> str:
         rows = "".join(

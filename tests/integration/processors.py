@@ -202,13 +202,17 @@ def gate_log(gates) -> list[str]:
 
 
 class CancelAware(Processor):
-    """Runs until Ray says its task was cancelled, then returns; logs what it saw."""
+    """Runs until Ray says its task was cancelled, then returns; logs what it saw. Requests
+    starting with ``quick`` are returned at once."""
 
     def __init__(self, log_path: str) -> None:
         self.log_path = Path(log_path)
 
     def process(self, request):
         import ray
+
+        if str(request).startswith("quick"):
+            return request
 
         context = ray.get_runtime_context()
         self.log_path.write_text("running\n")
@@ -244,3 +248,18 @@ class GatedLength(Processor):
                 raise TimeoutError("the gate never opened")
             time.sleep(0.005)
         return len(request)
+
+
+class Hangs(Processor):
+    """``"hang"`` never returns, and ignores ``is_canceled()``; any other request returns at
+    once. Logs ``start <request> <pid>`` for each request it begins."""
+
+    def __init__(self, log_path: str) -> None:
+        self.log_path = Path(log_path)
+
+    def process(self, request):
+        with self.log_path.open("a") as log:
+            log.write(f"start {request} {os.getpid()}\n")
+        while request == "hang":
+            time.sleep(0.01)
+        return f"{request} done"

@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from examples import abort, callbacks_multi_thread, callbacks_single_thread, million, select
+from examples import (
+    abort,
+    callbacks_multi_thread,
+    callbacks_single_thread,
+    deadline,
+    million,
+    select,
+)
 from tests.example_output import assert_two_by_two, example_times
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,3 +69,13 @@ def test_abort_example(capsys):
 def test_million_example_runs_small(capsys):
     million.main(20_000)
     assert "All 20,000 requests processed" in capsys.readouterr().out
+
+
+def test_deadline_example(capsys):
+    deadline.main()
+    out = capsys.readouterr().out
+    assert "timed out: 'stuck' did not finish within its timeout of 2 s" in out
+    assert sorted(re.findall(r"hola\d processed\.", out)) == [
+        f"hola{i} processed." for i in range(1, 4)
+    ]
+    assert "worker restarts: 1" in out

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import pickle
+import queue
+import sys
 import threading
+import time
 
 import pytest
 
 from raypw.client import Client
+from raypw.errors import (
+    QueueFullError,
+    RaypwError,
+    RequestTimeoutError,
+    ServiceNotRunningError,
+)
 from raypw.promise import STATE_LOCK
-from raypw.protocol import Forgotten, Submit
+from raypw.protocol import Forgotten, Outcomes, Submit, TimedOut
 
 
 def test_a_failed_rejoin_after_being_forgotten_recovers_instead_of_ending_the_collector():
@@ -117,3 +127,179 @@ def test_a_wide_pool_gets_more_requests_ahead_of_its_results(workers: int, ahead
     sender.join(10)
     assert not sender.is_alive()
     assert coordinator.sizes == [ahead]
+
+
+# -- deadlines -----------------------------------------------------------------------------
+
+
+class Recording:
+    """A coordinator whose submit() records its message."""
+
+    def __init__(self) -> None:
+        self.messages: list = []
+        self.submit = self
+
+    def remote(self, message):
+        self.messages.append(message)
+        return message
+
+
+def test_a_request_with_a_timeout_gets_a_promise_of_its_own():
+    client = open_client()
+    (plain,) = client.queue(["x"], None)
+    first, again = client.queue(["x", "x"], None, timeout=5.0)
+    (later,) = client.queue(["x"], None, timeout=5.0)
+    (plain_again,) = client.queue(["x"], None)
+    assert first is again  # same call, same deadline: shared
+    assert len({id(plain), id(first), id(later)}) == 3
+    assert plain_again is plain  # a request without a deadline still joins its equal
+
+
+def test_a_submit_carries_the_seconds_each_request_has_left():
+    client = open_client()
+    client._coordinator = Recording()
+    timed = client.queue(["a"], None, timeout=30.0)
+    untimed = client.queue(["b"], None)
+    message = client._submit(timed + untimed, 1, 2)
+    left, none = message.timeouts
+    assert 0 < left <= 30.0 and none is None
+    assert client._submit(untimed, 2, 2).timeouts is None
+
+
+def test_a_request_whose_deadline_passes_in_the_outbox_fails_and_is_never_sent():
+    from raypw.promise import Notes
+
+    client = open_client()
+    (late,) = client.queue(["late"], None, timeout=30.0)
+    (fine,) = client.queue(["fine"], None, timeout=30.0)
+    client._unsent_deadlines = [(0.0, late._id), (float("inf"), fine._id)]  # late's passed
+    notes = Notes()
+    assert client._expire_unsent(notes) == float("inf")
+    with pytest.raises(
+        RequestTimeoutError, match=r"'late' did not finish within its timeout of 30 s"
+    ):
+        late.get_result(timeout=0)
+    assert late._id not in client._by_id and not fine.done()
+    assert client.counts()["timed_out"] == 1 and client.counts()["failed"] == 1
+
+
+def test_timed_out_news_fails_the_promise_with_the_request_and_its_deadline():
+    client = open_client()
+    (promise,) = client.queue([("job", 7)], None, timeout=2.5)
+    client._take_news([TimedOut([promise._id])])
+    with pytest.raises(TimeoutError) as caught:
+        promise.get_result(timeout=0)
+    error = caught.value
+    assert isinstance(error, RequestTimeoutError) and isinstance(error, RaypwError)
+    assert error.request == ("job", 7) and error.timeout == 2.5
+    assert error.deadline == pytest.approx(time.time() + 2.5, abs=60)
+    assert "('job', 7)" in str(error) and "2.5 s" in str(error) and "UTC" in str(error)
+    assert pickle.loads(pickle.dumps(error)).timeout == 2.5
+
+
+# -- backpressure --------------------------------------------------------------------------
+
+
+def bounded_client(max_queued: int) -> Client:
+    client = Client(coordinator=None, max_queued=max_queued)
+    client._open = True
+    return client
+
+
+def blocked_waiting_for_room(thread: threading.Thread) -> bool:
+    """True while ``thread`` waits in Client._admit for room."""
+    frame = sys._current_frames().get(thread.ident or 0)
+    names = []
+    while frame is not None:
+        names.append(frame.f_code.co_name)
+        frame = frame.f_back
+    return bool(names) and names[0] == "wait" and "_admit" in names
+
+
+def wait_for(condition, what: str) -> None:
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.001)
+
+
+def finish(client: Client, promise) -> None:
+    client._settle(Outcomes([promise._id], [f"{promise.request}!"], {}))
+
+
+def test_a_full_queue_refuses_at_once_without_blocking_and_queues_nothing():
+    client = bounded_client(2)
+    client.queue(["a", "b"], None)
+    with pytest.raises(QueueFullError, match="max_queued is 2") as caught:
+        client.queue(["c"], None, block=False)
+    assert isinstance(caught.value, queue.Full) and caught.value.max_queued == 2
+    with pytest.raises(QueueFullError, match="block_timeout"):
+        client.queue(["c"], None, block_timeout=0)
+    assert [p.request for p in client._outbox] == ["a", "b"] and client.pending == 2
+    (again,) = client.queue(["a"], None, block=False)  # joins a pending one: needs no room
+    assert again.request == "a" and client.pending == 2
+
+
+def test_a_blocked_queue_request_goes_in_once_a_result_frees_room():
+    client = bounded_client(2)
+    first, _ = client.queue(["a", "b"], None)
+    queued: list = []
+    thread = threading.Thread(target=lambda: queued.extend(client.queue(["c"], None)))
+    thread.start()
+    wait_for(lambda: blocked_waiting_for_room(thread), "queue() waits for room")
+    assert not queued
+    finish(client, first)
+    thread.join(timeout=30)
+    assert [p.request for p in queued] == ["c"] and client.pending == 2
+
+
+def test_queue_requests_takes_a_generator_lazily_as_room_frees():
+    client = bounded_client(3)
+    taken = []
+
+    def requests():
+        for i in range(10):
+            taken.append(i)
+            yield f"r{i}"
+
+    result: list = []
+    finished = 0
+    thread = threading.Thread(target=lambda: result.extend(client.queue(requests(), None)))
+    thread.start()
+    while thread.is_alive():
+        wait_for(lambda: not thread.is_alive() or blocked_waiting_for_room(thread), "a wait")
+        # Taken and not finished: what is pending, and one chunk that waits for room.
+        assert len(taken) - finished <= 2 * 3 and client.pending <= 3
+        for promise in list(client._by_id.values()):
+            finish(client, promise)
+            finished += 1
+        wait_for(lambda: not thread.is_alive() or client.pending, "the thread queued more")
+    assert [p.request for p in result] == [f"r{i}" for i in range(10)]
+
+
+def test_a_call_refused_half_way_aborts_what_it_had_queued():
+    client = bounded_client(8)  # chunks of 2: the third chunk is refused
+    with pytest.raises(TypeError, match="unhashable"):
+        client.queue(["a", "b", "c", "d", ["unhashable"]], None)
+    assert client.pending == 0
+    assert all(p.is_aborted() for p in client._outbox)
+
+
+def test_stop_ends_a_queue_request_waiting_for_room():
+    client = bounded_client(1)
+    client.queue(["a"], None)
+    errors: list = []
+
+    def blocked() -> None:
+        try:
+            client.queue(["b"], None)
+        except ServiceNotRunningError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=blocked)
+    thread.start()
+    wait_for(lambda: blocked_waiting_for_room(thread), "queue() waits for room")
+    client._broken = RuntimeError("the service stopped")  # no coordinator to tell
+    client.close(wait=False)
+    thread.join(timeout=30)
+    assert len(errors) == 1 and "the service stopped" in str(errors[0])

@@ -7,6 +7,7 @@ import asyncio
 from raypw import Processor
 from raypw.config import ServiceConfig
 from raypw.coordinator import Coordinator
+from raypw.protocol import Submit, TimedOut
 
 
 class Nothing(Processor):
@@ -35,3 +36,17 @@ def test_forgetting_silent_clients_survives_a_failure_and_carries_on():
 
     asyncio.run(main())
     assert len(calls) >= 2
+
+
+def test_the_deadline_timer_ticks_the_scheduler_and_wakes_the_client():
+    coordinator = Coordinator(Nothing, ServiceConfig(parallel_workers=1), {})
+
+    async def main() -> list:
+        epoch = await coordinator.connect("a")
+        # No worker is up, so the request waits in the queue until its deadline.
+        await coordinator.submit(Submit("a", epoch, 1, 1, [1], ["x"], None, [0.01]))
+        assert coordinator._timer is not None
+        return await coordinator.poll("a", timeout=30)
+
+    assert asyncio.run(main()) == [TimedOut([1])]
+    assert coordinator._scheduler.queued == 0

@@ -74,3 +74,61 @@ def test_service_validates_before_touching_ray():
     assert repr(service) == "<ProcessorService P workers=3 new>"
     with pytest.raises(raypw.ServiceNotRunningError):
         service.queue_request("x")
+
+
+def test_a_bad_timeout_is_refused_at_the_call_naming_it():
+    class P(raypw.Processor):
+        def process(self, request):
+            return request
+
+    service = raypw.ProcessorService(P, parallel_workers=1)
+    for bad, error in [
+        (0, ValueError),
+        (-1.0, ValueError),
+        (float("nan"), ValueError),
+        ("5", TypeError),
+        (True, TypeError),
+        ([1], TypeError),
+    ]:
+        with pytest.raises(error, match="timeout"):
+            service.queue_request("x", timeout=bad)
+        with pytest.raises(error, match="timeout"):
+            service.queue_requests(["x"], timeout=bad)
+    with pytest.raises(pydantic.ValidationError, match="request_timeout"):
+        raypw.ProcessorService(P, request_timeout=0)
+    with pytest.raises(pydantic.ValidationError, match="request_timeout_grace"):
+        raypw.ProcessorService(P, request_timeout_grace=-1)
+
+
+def test_request_timeout_error_is_a_timeout_error():
+    assert issubclass(raypw.RequestTimeoutError, TimeoutError)
+    assert issubclass(raypw.RequestTimeoutError, raypw.RaypwError)
+
+
+def test_bad_block_arguments_are_refused_at_the_call_naming_them():
+    class P(raypw.Processor):
+        def process(self, request):
+            return request
+
+    service = raypw.ProcessorService(P, parallel_workers=1)
+    for kwargs, error, name in [
+        ({"block": "yes"}, TypeError, "block"),
+        ({"block": None}, TypeError, "block"),
+        ({"block_timeout": -1}, ValueError, "block_timeout"),
+        ({"block_timeout": float("nan")}, ValueError, "block_timeout"),
+        ({"block_timeout": "1"}, TypeError, "block_timeout"),
+    ]:
+        with pytest.raises(error, match=name):
+            service.queue_request("x", **kwargs)
+        with pytest.raises(error, match=name):
+            service.queue_requests(["x"], **kwargs)
+    for bad in (0, -5, 2.5, True):
+        with pytest.raises(pydantic.ValidationError, match="max_queued"):
+            raypw.ProcessorService(P, max_queued=bad)
+
+
+def test_queue_full_error_is_a_queue_full():
+    import queue
+
+    assert issubclass(raypw.QueueFullError, queue.Full)
+    assert issubclass(raypw.QueueFullError, raypw.RaypwError)

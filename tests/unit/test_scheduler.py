@@ -10,8 +10,17 @@ import pytest
 
 from raypw.batching import BatchSizer
 from raypw.errors import WorkerDiedError
-from raypw.protocol import Abort, Failed, Forgotten, OutcomeChunk, Outcomes, Submit
-from raypw.scheduler import Cancel, Dispatch, Scheduler, Skip, SkipUnstarted, TakeBack
+from raypw.protocol import Abort, Failed, Forgotten, OutcomeChunk, Outcomes, Submit, TimedOut
+from raypw.scheduler import (
+    Cancel,
+    Dispatch,
+    Expire,
+    Kill,
+    Scheduler,
+    Skip,
+    SkipUnstarted,
+    TakeBack,
+)
 
 
 class Clock:
@@ -25,17 +34,21 @@ class Clock:
 class Pool:
     """A scheduler with fake workers. ``batches[w]`` lists the batches worker w holds."""
 
-    def __init__(self, workers: int = 2, max_retries: int = 3, timed: int = 1_000_000) -> None:
+    def __init__(
+        self, workers: int = 2, max_retries: int = 3, timed: int = 1_000_000, grace: float = 5.0
+    ) -> None:
         self.clock = Clock()
         sizer = BatchSizer(target_batch_seconds=0.02, max_batch_size=1000)
         sizer.timed = timed  # most tests start with a sizer that has seen enough
         sizer.seconds_per_request = 0.001  # 20 per batch at most
-        self.scheduler = Scheduler(workers, sizer, max_retries, clock=self.clock)
+        self.scheduler = Scheduler(workers, sizer, max_retries, clock=self.clock, grace=grace)
         self.batches: dict[int, list] = {w: [] for w in range(workers)}
         self.started: dict[int, int] = {}  # batch id -> highest position started
         self.skips: list[Skip] = []
         self.take_backs: list[TakeBack] = []
         self.cancels: list[Cancel] = []
+        self.expires: list[Expire] = []
+        self.kills: list[Kill] = []
         self.epochs: dict[str, int] = {}
         self.next_id: dict[str, int] = {}
         self.act(self.scheduler.workers_started())
@@ -50,6 +63,11 @@ class Pool:
                 self.take_backs.append(action)
             elif isinstance(action, Cancel):
                 self.cancels.append(action)
+            elif isinstance(action, Expire):
+                self.expires.append(action)
+            elif isinstance(action, Kill):
+                self.kills.append(action)
+                self.batches[action.worker].clear()  # the process dies with what it held
 
     def connect(self, client: str) -> None:
         epoch, actions = self.scheduler.connect(client)
@@ -57,11 +75,14 @@ class Pool:
         self.next_id.setdefault(client, 1)
         self.act(actions)
 
-    def submit(self, client: str, requests, keys=None) -> list[int]:
+    def submit(self, client: str, requests, keys=None, timeout=None) -> list[int]:
         first = self.next_id[client]
         ids = list(range(first, first + len(requests)))
         self.next_id[client] = first + len(requests)
-        message = Submit(client, self.epochs[client], first, ids[-1], ids, list(requests), keys)
+        timeouts = timeout if isinstance(timeout, list) or timeout is None else [timeout] * len(ids)
+        message = Submit(
+            client, self.epochs[client], first, ids[-1], ids, list(requests), keys, timeouts
+        )
         self.act(self.scheduler.submit(message))
         return ids
 
@@ -113,7 +134,14 @@ class Pool:
                 found.update(zip(news.ids, news.results, strict=True))
             elif isinstance(news, Failed):
                 found.update(dict.fromkeys(news.ids, news.error))
+            elif isinstance(news, TimedOut):
+                found.update(dict.fromkeys(news.ids, "timed out"))
         return found
+
+    def later(self, seconds: float) -> None:
+        """The clock moves on, and the shell's timer calls tick()."""
+        self.clock.now += seconds
+        self.act(self.scheduler.tick())
 
 
 @pytest.fixture
@@ -589,3 +617,230 @@ def test_requests_a_batch_ended_without_running_go_back_in_their_order():
     assert pool.requests(0) == [["x", "y", "z", "w"]]
     pool.end_skipping(0, 0, skipped=(1, 2))
     assert pool.requests(0) == [["y", "z"]]
+
+
+# -- deadlines -----------------------------------------------------------------------------
+
+
+def test_a_queued_request_past_its_deadline_times_out_and_is_never_dispatched():
+    pool = Pool(workers=1)
+    pool.connect("a")
+    pool.submit("a", ["busy"])
+    pool.submit("a", ["ahead"])  # sent ahead, behind busy: the queue is next
+    (late,) = pool.submit("a", ["late"], timeout=1.0)
+    assert pool.scheduler.queued == 1 and pool.scheduler.next_timer() == 1.0
+    pool.later(1.5)
+    assert pool.results("a") == {late: "timed out"}
+    pool.finish(0)
+    pool.finish(0)
+    assert pool.requests(0) == [] and pool.scheduler.queued == 0
+
+
+def test_nothing_is_dispatched_past_its_deadline_even_before_the_timer_runs():
+    pool = Pool(workers=1)
+    pool.connect("a")
+    pool.submit("a", ["busy"])
+    pool.submit("a", ["ahead"])
+    (late,) = pool.submit("a", ["late"], timeout=1.0)
+    pool.clock.now = 2.0  # the timer has not fired yet; a batch ends
+    pool.finish(0)
+    assert pool.requests(0) == [["ahead"]]
+    assert pool.results("a")[late] == "timed out"
+
+
+def test_a_dispatched_request_past_its_deadline_is_skipped_and_the_rest_go_back_uncharged():
+    pool = Pool(workers=1)
+    pool.connect("a")
+    (busy,) = pool.submit("a", ["busy"])
+    ids = pool.submit("a", ["late", "mate1", "mate2"], timeout=[1.0, None, None])
+    behind = pool.batches[0][1]
+    assert behind.requests == ["late", "mate1", "mate2"]
+    pool.later(1.5)
+    assert pool.mail("a") == [TimedOut([ids[0]])]
+    assert pool.expires == [Expire(0, behind.batch_id, [0, 1, 2])]
+    pool.act(pool.scheduler.expired(behind.batch_id, [0, 1, 2], late=[]))
+    pool.finish(0)  # busy ends: the mates come back to the worker, "late" does not
+    pool.end_skipping(0, 0, skipped=(0, 1, 2))  # the batch behind, having skipped all three
+    assert pool.requests(0) == [["mate1", "mate2"]]
+    pool.finish(0)
+    assert pool.results("a") == {ids[1]: "mate1!", ids[2]: "mate2!", busy: "busy!"}
+    assert pool.kills == [] and pool.scheduler.worker_restarts == 0
+
+
+def test_a_request_running_at_its_deadline_is_cancelled_then_its_worker_killed_after_grace():
+    pool = Pool(workers=1, grace=5.0)
+    pool.connect("a")
+    ids = pool.submit("a", ["stuck", "mate1", "mate2"], timeout=None)
+    pool.scheduler.take_mail("a")
+    pool.connect("b")
+    (stuck,) = pool.submit("b", ["stuck"], timeout=1.0)  # shares the running request
+    pool.act(pool.scheduler.abort(Abort("a", pool.epochs["a"], [ids[0]])))
+    batch = pool.batches[0][0]
+    pool.later(1.5)
+    assert pool.results("b") == {stuck: "timed out"}
+    assert pool.expires == [Expire(0, batch.batch_id, [0, 1, 2])]
+    pool.act(pool.scheduler.expired(batch.batch_id, [0, 1, 2], late=[0]))  # it runs
+    assert pool.cancels == [Cancel(0, batch.batch_id)]
+    assert pool.scheduler.next_timer() == 6.5
+    pool.later(4.0)
+    assert pool.kills == []
+    pool.later(1.0)
+    assert pool.kills == [Kill(0)]
+    assert pool.scheduler.workers_up == 0 and pool.scheduler.worker_restarts == 1
+    pool.act(pool.scheduler.worker_back(0))
+    assert pool.requests(0) == [["mate1", "mate2"]]
+    pool.finish(0)
+    assert pool.results("a") == {ids[1]: "mate1!", ids[2]: "mate2!"}
+
+
+def test_a_cancelled_request_that_returns_within_the_grace_period_keeps_its_worker():
+    pool = Pool(workers=1, grace=5.0)
+    pool.connect("a")
+    (stuck,) = pool.submit("a", ["stuck"], timeout=1.0)
+    batch = pool.batches[0][0]
+    pool.later(1.5)
+    pool.act(pool.scheduler.expired(batch.batch_id, [0], late=[0]))
+    assert pool.cancels == [Cancel(0, batch.batch_id)]
+    pool.finish(0)  # process() saw is_canceled() and returned
+    pool.later(10.0)
+    assert pool.kills == [] and pool.scheduler.workers_up == 1
+    assert pool.results("a") == {stuck: "timed out"}  # its late result is not delivered
+
+
+def test_a_killed_worker_charges_no_retry_to_the_requests_it_held():
+    pool = Pool(workers=1, max_retries=0, grace=1.0)
+    pool.connect("a")
+    (stuck,) = pool.submit("a", ["stuck"], timeout=1.0)
+    (mate,) = pool.submit("a", ["mate"])  # sent ahead, behind stuck
+    batch = pool.batches[0][0]
+    pool.later(1.5)
+    pool.act(pool.scheduler.expired(batch.batch_id, [0], late=[0]))
+    pool.later(1.0)
+    assert pool.kills == [Kill(0)]
+    pool.act(pool.scheduler.worker_back(0))
+    pool.finish(0)
+    assert pool.results("a") == {stuck: "timed out", mate: "mate!"}
+
+
+def test_a_timed_out_request_is_not_retried_when_its_worker_dies():
+    pool = Pool(workers=1)
+    pool.connect("a")
+    (late,) = pool.submit("a", ["late"], timeout=1.0)
+    pool.later(1.5)
+    assert pool.results("a") == {late: "timed out"}
+    pool.act(pool.scheduler.worker_died(0, RuntimeError("killed")))
+    pool.batches[0].clear()
+    pool.act(pool.scheduler.worker_back(0))
+    assert pool.requests(0) == [] and pool.mail("a") == []
+
+
+def test_equal_requests_keep_each_waiters_own_deadline_and_run_until_the_last():
+    pool = Pool(workers=1)
+    pool.connect("a")
+    pool.connect("b")
+    pool.connect("c")
+    (a_id,) = pool.submit("a", ["x"], timeout=1.0)
+    (b_id,) = pool.submit("b", ["x"], timeout=3.0)
+    (c_id,) = pool.submit("c", ["x"])  # no deadline
+    pool.later(2.0)
+    assert pool.results("a") == {a_id: "timed out"}
+    assert pool.expires == []  # others still wait for it
+    pool.later(2.0)
+    assert pool.results("b") == {b_id: "timed out"}
+    assert pool.expires == []
+    pool.finish(0)
+    assert pool.results("c") == {c_id: "x!"}
+
+
+def test_the_work_of_equal_requests_stops_at_the_latest_deadline():
+    pool = Pool(workers=1)
+    pool.connect("a")
+    pool.connect("b")
+    pool.submit("a", ["x"], timeout=1.0)
+    pool.submit("b", ["x"], timeout=3.0)
+    batch = pool.batches[0][0]
+    pool.later(2.0)
+    assert pool.expires == []
+    pool.later(2.0)
+    assert pool.expires == [Expire(0, batch.batch_id, [0])]
+
+
+def test_a_request_finished_before_its_deadline_is_not_timed_out(pool):
+    (early,) = pool.submit("a", ["x"], timeout=1.0)
+    pool.finish(0)
+    pool.later(5.0)
+    assert pool.results("a") == {early: "x!"}
+    assert pool.scheduler.timed_out == 0 and pool.scheduler.next_timer() is None
+
+
+def test_the_deadlines_of_finished_requests_do_not_pile_up():
+    pool = Pool(workers=1)
+    pool.connect("a")
+    for _ in range(5):
+        pool.submit("a", [f"r{i}" for i in range(3000)], timeout=3600.0)
+        while pool.batches[0]:
+            pool.finish(0)
+    # At most twice what was pending at once (3000), not the 15000 ever queued.
+    assert len(pool.scheduler._deadlines) <= 6000
+
+
+def test_no_batch_is_sent_ahead_to_a_worker_running_a_request_past_its_deadline():
+    pool = Pool(workers=1, grace=5.0)
+    pool.connect("a")
+    pool.submit("a", ["stuck"], timeout=1.0)
+    batch = pool.batches[0][0]
+    pool.later(1.5)
+    pool.act(pool.scheduler.expired(batch.batch_id, [0], late=[0]))
+    (later,) = pool.submit("a", ["later"])
+    assert pool.requests(0) == [["stuck"]] and pool.scheduler.queued == 1
+    pool.later(5.0)
+    assert pool.kills == [Kill(0)]
+    pool.act(pool.scheduler.worker_back(0))
+    pool.finish(0)
+    assert pool.results("a")[later] == "later!"
+
+
+@pytest.mark.parametrize("take_back_answers_first", [True, False])
+def test_a_take_back_and_an_expiry_of_the_same_batch_move_each_request_once(
+    take_back_answers_first,
+):
+    pool = Pool(workers=2)
+    pool.connect("a")
+    pool.connect("b")
+    ids = pool.submit("a", [f"r{i}" for i in range(40)])
+    running, behind = pool.batches[0]
+    victim = behind.requests[1]
+    (b_id,) = pool.submit("b", [victim], timeout=1.0)  # joins it, with a deadline
+    pool.act(pool.scheduler.abort(Abort("a", pool.epochs["a"], [ids[int(victim[1:])]])))
+    pool.finish(0, count=len(running.requests) - 1, final=False)  # on its last request
+    while pool.batches[1]:
+        pool.finish(1)  # worker 1 runs out of work and asks for worker 0's batch behind
+    (take,) = pool.take_backs
+    assert take.batch_id == behind.batch_id
+    pool.later(1.5)
+    assert pool.results("b") == {b_id: "timed out"}
+    (expire,) = pool.expires
+    assert expire.batch_id == behind.batch_id and behind.requests[expire.positions[0]] == victim
+    answers = [
+        lambda: pool.scheduler.taken_back(take.batch_id, take.positions, late=[]),
+        lambda: pool.scheduler.expired(expire.batch_id, expire.positions, late=[]),
+    ]
+    for answer in answers if take_back_answers_first else answers[::-1]:
+        pool.act(answer())
+    moved = [r for batch in pool.batches[1] for r in batch.requests]
+    waiting = [item.request for item in pool.scheduler._queue if item.subscribers]
+    assert sorted(moved + waiting) == sorted(r for r in behind.requests if r != victim)
+    assert pool.scheduler.queued == len(waiting)
+
+
+def test_a_request_of_a_program_that_left_still_frees_its_worker_at_its_deadline():
+    pool = Pool(workers=1, grace=1.0)
+    pool.connect("a")
+    pool.submit("a", ["stuck"], timeout=1.0)
+    batch = pool.batches[0][0]
+    pool.scheduler.leave("a")
+    pool.later(1.5)
+    assert pool.expires == [Expire(0, batch.batch_id, [0])]
+    pool.act(pool.scheduler.expired(batch.batch_id, [0], late=[0]))
+    pool.later(1.0)
+    assert pool.kills == [Kill(0)] and pool.scheduler.clients == 0

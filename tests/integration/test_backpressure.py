@@ -1,0 +1,52 @@
+"""Backpressure (issue 13, point 3): max_queued bounds what a program has pending."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from raypw import PromiseSet, QueueFullError
+from tests.integration.conftest import wait_until, waits_in
+from tests.integration.processors import Echo, Gates, gate_log
+
+
+def test_queue_request_waits_while_max_queued_are_pending_and_goes_in_when_one_finishes(
+    make_service, tmp_path
+):
+    service = make_service(
+        Gates, parallel_workers=1, processor_class_init_args=(str(tmp_path),), max_queued=2
+    )
+    first, second = service.queue_requests(["a", "b"])
+    with pytest.raises(QueueFullError, match="max_queued is 2"):
+        service.queue_request("free-c", block=False)
+    with pytest.raises(QueueFullError, match="block_timeout"):
+        service.queue_request("free-c", block_timeout=0)
+    queued: list = []
+    thread = threading.Thread(target=lambda: queued.append(service.queue_request("free-c")))
+    thread.start()
+    wait_until(lambda: waits_in(thread.ident, "queue_request"), "queue_request waits for room")
+    wait_until(lambda: gate_log(tmp_path) == ["start a"], "a holds the only worker")
+    assert not queued
+    (tmp_path / "a").touch()
+    thread.join(timeout=120)
+    assert not thread.is_alive()
+    (tmp_path / "b").touch()
+    PromiseSet([first, second, *queued]).wait_for_all(timeout=120)
+    assert [p.get_result()[0] for p in (first, second, *queued)] == ["a", "b", "free-c"]
+
+
+def test_queue_requests_runs_a_generator_with_at_most_max_queued_pending(make_service):
+    service = make_service(Echo, parallel_workers=2, max_queued=100)
+    most = 0
+
+    def requests():
+        nonlocal most
+        for i in range(1000):
+            most = max(most, service._client.pending)  # promises not finished
+            yield f"r{i}"
+
+    promises = service.queue_requests(requests())
+    PromiseSet(promises).wait_for_all(timeout=120)
+    assert [p.get_result() for p in promises] == [f"r{i} processed." for i in range(1000)]
+    assert 0 < most <= 100
