@@ -6,10 +6,11 @@ call that made it and names the field (``parallel_workers``), never later inside
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = ["BatchingConfig", "ServiceConfig", "WorkerResources"]
 
@@ -100,7 +101,8 @@ class ServiceConfig(BaseModel):
         default=None,
         gt=0,
         description=(
-            "Default deadline of every request, in seconds from queue_request(); None: none. "
+            "Default deadline of every request, in seconds from queue_request(); None or "
+            "math.inf: none. "
             "A request's own timeout= overrides it."
         ),
     )
@@ -122,6 +124,20 @@ class ServiceConfig(BaseModel):
             "beyond that (block=, block_timeout=). None: no limit."
         ),
     )
+
+    @field_validator(
+        "start_timeout", "client_timeout", "request_timeout", "request_timeout_grace", mode="before"
+    )
+    @classmethod
+    def _seconds_are_not_bools(cls, value: object) -> object:
+        if isinstance(value, bool):  # True would pass as 1 s
+            raise ValueError(f"must be a number of seconds, not {value}")
+        return value
+
+    @field_validator("request_timeout", mode="after")
+    @classmethod
+    def _infinity_is_no_deadline(cls, value: float | None) -> float | None:
+        return None if value is not None and math.isinf(value) else value
 
     @model_validator(mode="after")
     def _detached_needs_a_name(self) -> ServiceConfig:

@@ -185,7 +185,12 @@ class Coordinator:
         """Registers a client; returns its epoch, which its submits carry."""
         epoch, actions = self._scheduler.connect(client)
         self._mail.setdefault(client, asyncio.Event())
-        self._act(actions)
+        # What it had here is withdrawn before it submits again: its workers answer first,
+        # so a request it submits anew is not still running under its old id.
+        for action in actions:
+            if isinstance(action, Skip):
+                await self._skip(action)
+        self._act([a for a in actions if not isinstance(a, Skip)])
         return epoch
 
     async def submit(self, message: Submit) -> bool:

@@ -42,7 +42,7 @@ from __future__ import annotations
 import heapq
 import time
 from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -210,6 +210,7 @@ class _Batch:
         "started_upto",
         "suspect",
         "taking_for",
+        "timing_out",
         "worker",
     )
 
@@ -233,6 +234,9 @@ class _Batch:
         self.taking_for = -1  # the idle worker a TakeBack of this batch is out for
         self.suspect = suspect  # holds a request whose worker died before (alone, then)
         self.expired: set[int] = set()  # positions past their deadline that had started
+        # position -> waiters whose deadline passed, told so once the worker answered the
+        # Expire of that position (so a request said to have timed out never starts later)
+        self.timing_out: dict[int, list[Subscriber]] = {}
 
     def hung(self) -> bool:
         """True while a position that ran past its deadline has not reported."""
@@ -542,7 +546,7 @@ class Scheduler:
             return []
         clients = self._clients
         timed_out: dict[str, list[int]] = {}
-        expiring: dict[_Batch, list[_Item]] = {}
+        expiring: dict[_Batch, list[tuple[_Item, Subscriber]]] = {}
         while heap and heap[0][0] <= now:
             deadline, client, request_id = heapq.heappop(heap)
             state = clients.get(client)
@@ -557,23 +561,20 @@ class Scheduler:
             if item.aborting and subscriber in item.aborting:
                 item.aborting.remove(subscriber)
             self.timed_out += 1
-            if not state.left:
-                timed_out.setdefault(client, []).append(request_id)
-            elif not state.items:
+            if state.left and not state.items:
                 del clients[client]
-            if item.subscribers:
-                continue  # another waiter's deadline is later, or it has none
-            if self._by_key.get(item.key) is item:
-                del self._by_key[item.key]  # an equal request queued later runs anew
-            if item.batch is None:
-                self._queued -= 1  # stays in the deque; _take drops it
-            else:
-                expiring.setdefault(item.batch, []).append(item)
-        for client, ids in timed_out.items():
-            self._post(client, TimedOut(ids))
+            if not item.subscribers:
+                if self._by_key.get(item.key) is item:
+                    del self._by_key[item.key]  # an equal request queued later runs anew
+                if item.batch is None:
+                    self._queued -= 1  # stays in the deque; _take drops it
+                else:  # told once its worker answered: it must not start after that news
+                    expiring.setdefault(item.batch, []).append((item, subscriber))
+                    continue
+            timed_out.setdefault(client, []).append(request_id)
         actions: list[Action] = []
-        for batch, items in expiring.items():
-            expired = {id(item) for item in items}
+        for batch, pairs in expiring.items():
+            expired = {id(item) for item, _ in pairs}
             first = min(p for p, item in enumerate(batch.items) if id(item) in expired)
             positions = [
                 p
@@ -581,9 +582,31 @@ class Scheduler:
                 if batch.items[p].batch is batch
                 and (id(batch.items[p]) in expired or batch.items[p].subscribers)
             ]
+            where = {id(batch.items[p]): p for p in positions}
+            for item, (client, request_id) in pairs:
+                position = where.get(id(item))
+                if position is None:
+                    timed_out.setdefault(client, []).append(request_id)
+                else:
+                    batch.timing_out.setdefault(position, []).append((client, request_id))
             if positions:
                 actions.append(Expire(batch.worker, batch.batch_id, positions))
+        for client, ids in timed_out.items():
+            self._post(client, TimedOut(ids))
         return actions
+
+    def _tell_timed_out(self, batch: _Batch, positions: Iterable[int] | None = None) -> None:
+        """Posts the deferred :class:`~raypw.protocol.TimedOut` of a batch's positions (all
+        of them when None): their worker answered, or the batch ended or lost its worker."""
+        if not batch.timing_out:
+            return
+        keys = list(batch.timing_out) if positions is None else positions
+        news: dict[str, list[int]] = {}
+        for position in keys:
+            for client, request_id in batch.timing_out.pop(position, ()):
+                news.setdefault(client, []).append(request_id)
+        for client, ids in news.items():
+            self._post(client, TimedOut(ids))
 
     def expired(self, batch_id: int, positions: list[int], late: list[int]) -> list[Action]:
         """A worker answered an :class:`Expire`: ``late`` positions had started. The others
@@ -593,6 +616,7 @@ class Scheduler:
         batch = self._batches.get(batch_id)
         if batch is None:
             return self.fill()  # it ended, or its worker died: settled there
+        self._tell_timed_out(batch, positions)
         if late:
             batch.started_upto = max(batch.started_upto, max(late))
         stay = set(late)
@@ -628,6 +652,7 @@ class Scheduler:
         state.up = False
         back: list[_Item] = []
         for batch in state.batches:
+            self._tell_timed_out(batch)
             for item in batch.items:
                 if item.batch is batch:
                     item.batch = None
@@ -1001,6 +1026,7 @@ class Scheduler:
 
     def _end(self, batch: _Batch) -> list[Action]:
         del self._batches[batch.batch_id]
+        self._tell_timed_out(batch)
         worker = self._workers[batch.worker]
         if batch in worker.batches:
             worker.batches.remove(batch)
@@ -1041,6 +1067,7 @@ class Scheduler:
         state.up = False
         held: list[_Item] = []
         for batch in state.batches:
+            self._tell_timed_out(batch)
             held.extend(item for item in batch.items if item.batch is batch and item.subscribers)
             for item in batch.items:
                 if item.batch is batch:

@@ -265,8 +265,10 @@ class _Worker:
             if batch_id in self._finished:
                 return list(positions)
             if batch_id == self._current:
-                late = [p for p in positions if p <= self._position]
-                self._skips[batch_id].update(p for p in positions if p > self._position)
+                skip = self._skips[batch_id]
+                # At or before the current position: started, unless skipped already.
+                late = [p for p in positions if p <= self._position and p not in skip]
+                skip.update(p for p in positions if p > self._position)
                 return late
             # The batch has not arrived yet: it will skip them when it does.
             self._skips.setdefault(batch_id, set()).update(positions)

@@ -1,3 +1,5 @@
+import math
+
 import pydantic
 import pytest
 
@@ -98,6 +100,10 @@ def test_a_bad_timeout_is_refused_at_the_call_naming_it():
         raypw.ProcessorService(P, request_timeout=0)
     with pytest.raises(pydantic.ValidationError, match="request_timeout_grace"):
         raypw.ProcessorService(P, request_timeout_grace=-1)
+    for field in ("request_timeout", "request_timeout_grace", "start_timeout", "client_timeout"):
+        with pytest.raises(pydantic.ValidationError, match=f"{field}\n.*not True"):
+            raypw.ProcessorService(P, **{field: True})
+    assert raypw.ProcessorService(P, request_timeout=math.inf).config.request_timeout is None
 
 
 def test_request_timeout_error_is_a_timeout_error():

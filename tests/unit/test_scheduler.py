@@ -656,15 +656,43 @@ def test_a_dispatched_request_past_its_deadline_is_skipped_and_the_rest_go_back_
     behind = pool.batches[0][1]
     assert behind.requests == ["late", "mate1", "mate2"]
     pool.later(1.5)
-    assert pool.mail("a") == [TimedOut([ids[0]])]
+    assert pool.mail("a") == []  # told once the worker agreed not to start it
     assert pool.expires == [Expire(0, behind.batch_id, [0, 1, 2])]
     pool.act(pool.scheduler.expired(behind.batch_id, [0, 1, 2], late=[]))
+    assert pool.mail("a") == [TimedOut([ids[0]])]
     pool.finish(0)  # busy ends: the mates come back to the worker, "late" does not
     pool.end_skipping(0, 0, skipped=(0, 1, 2))  # the batch behind, having skipped all three
     assert pool.requests(0) == [["mate1", "mate2"]]
     pool.finish(0)
     assert pool.results("a") == {ids[1]: "mate1!", ids[2]: "mate2!", busy: "busy!"}
     assert pool.kills == [] and pool.scheduler.worker_restarts == 0
+
+
+def test_a_request_held_by_a_worker_is_told_timed_out_only_once_its_worker_will_not_start_it():
+    # Told sooner, a program could see the timeout, free the worker (a gate, a lock) and
+    # watch the request start before the worker had the Expire.
+    pool = Pool(workers=1)
+    pool.connect("a")
+    pool.submit("a", ["busy"])
+    (late,) = pool.submit("a", ["late"], timeout=1.0)
+    behind = pool.batches[0][1]
+    pool.later(1.5)
+    assert pool.mail("a") == [] and pool.expires == [Expire(0, behind.batch_id, [0])]
+    pool.act(pool.scheduler.expired(behind.batch_id, [0], late=[]))
+    assert pool.mail("a") == [TimedOut([late])]
+
+
+def test_a_timed_out_request_is_told_when_its_batch_ends_before_the_worker_answers():
+    pool = Pool(workers=1)
+    pool.connect("a")
+    (late,) = pool.submit("a", ["late"], timeout=1.0)
+    batch = pool.batches[0][0]
+    pool.later(1.5)
+    assert pool.mail("a") == []
+    pool.finish(0)  # it ran and ended before the Expire reached the worker
+    assert pool.results("a") == {late: "timed out"}
+    pool.act(pool.scheduler.expired(batch.batch_id, [0], late=[0]))  # the late answer
+    assert pool.mail("a") == [] and pool.cancels == []
 
 
 def test_a_request_running_at_its_deadline_is_cancelled_then_its_worker_killed_after_grace():
@@ -677,9 +705,9 @@ def test_a_request_running_at_its_deadline_is_cancelled_then_its_worker_killed_a
     pool.act(pool.scheduler.abort(Abort("a", pool.epochs["a"], [ids[0]])))
     batch = pool.batches[0][0]
     pool.later(1.5)
-    assert pool.results("b") == {stuck: "timed out"}
     assert pool.expires == [Expire(0, batch.batch_id, [0, 1, 2])]
     pool.act(pool.scheduler.expired(batch.batch_id, [0, 1, 2], late=[0]))  # it runs
+    assert pool.results("b") == {stuck: "timed out"}
     assert pool.cancels == [Cancel(0, batch.batch_id)]
     assert pool.scheduler.next_timer() == 6.5
     pool.later(4.0)
@@ -727,8 +755,8 @@ def test_a_timed_out_request_is_not_retried_when_its_worker_dies():
     pool.connect("a")
     (late,) = pool.submit("a", ["late"], timeout=1.0)
     pool.later(1.5)
+    pool.act(pool.scheduler.worker_died(0, RuntimeError("killed")))  # before it answered
     assert pool.results("a") == {late: "timed out"}
-    pool.act(pool.scheduler.worker_died(0, RuntimeError("killed")))
     pool.batches[0].clear()
     pool.act(pool.scheduler.worker_back(0))
     assert pool.requests(0) == [] and pool.mail("a") == []
@@ -818,7 +846,6 @@ def test_a_take_back_and_an_expiry_of_the_same_batch_move_each_request_once(
     (take,) = pool.take_backs
     assert take.batch_id == behind.batch_id
     pool.later(1.5)
-    assert pool.results("b") == {b_id: "timed out"}
     (expire,) = pool.expires
     assert expire.batch_id == behind.batch_id and behind.requests[expire.positions[0]] == victim
     answers = [
@@ -827,6 +854,7 @@ def test_a_take_back_and_an_expiry_of_the_same_batch_move_each_request_once(
     ]
     for answer in answers if take_back_answers_first else answers[::-1]:
         pool.act(answer())
+    assert pool.results("b") == {b_id: "timed out"}
     moved = [r for batch in pool.batches[1] for r in batch.requests]
     waiting = [item.request for item in pool.scheduler._queue if item.subscribers]
     assert sorted(moved + waiting) == sorted(r for r in behind.requests if r != victim)

@@ -179,6 +179,27 @@ def test_skip_during_batch_splits_started_from_not_started():
     assert chunks[-1].skipped == (4, 5)
 
 
+def test_a_position_skipped_already_is_not_reported_as_started_when_asked_again():
+    # A take-back and an expiry of the same batch both ask about a position: the second
+    # answer must not call it started once the batch has passed it.
+    requests = list("abc")
+    started = {r: threading.Event() for r in requests}
+    gates = {r: threading.Event() for r in requests}
+    worker = _Worker(Gated, (started, gates), {})
+    outcome = {}
+    thread = threading.Thread(target=lambda: outcome.update(r=run(worker, 3, requests)))
+    thread.start()
+    assert started["a"].wait(10)
+    assert worker.skip(3, [1]) == []
+    gates["a"].set()
+    assert started["c"].wait(10)  # b skipped, c under way
+    assert worker.skip(3, [1, 2]) == [2]
+    gates["c"].set()
+    thread.join(10)
+    chunks, outcomes = outcome["r"]
+    assert sorted(outcomes) == [0, 2] and chunks[-1].skipped == (1,)
+
+
 def test_vectorised_process_batch_gets_the_unskipped_requests():
     worker = _Worker(Vectorised, (), {})
     worker.skip(0, [1])
