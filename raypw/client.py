@@ -22,7 +22,6 @@ microseconds.
 
 from __future__ import annotations
 
-import collections
 import datetime
 import heapq
 import itertools
@@ -34,6 +33,7 @@ import uuid
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
+from raypw.backlog import Backlog
 from raypw.errors import (
     QueueFullError,
     RemoteError,
@@ -136,11 +136,11 @@ class Client:
         self._ids = itertools.count(1)
         self._by_key: dict[Hashable, Promise[Any]] = {}
         self._by_id: dict[int, Promise[Any]] = {}
-        self._outbox: collections.deque[Promise[Any]] = collections.deque()
+        self._outbox: Backlog[Promise[Any]] = Backlog()
         # (deadline, id) of requests with a timeout, while they may still be in the outbox:
         # one whose deadline passes before it is sent fails here, and is never sent.
         self._unsent_deadlines: list[tuple[float, int]] = []
-        self._taken_upto = 0  # ids up to this one have left the outbox
+        self._submits = 0  # submits sent; each promise notes the one that carried it
         self._sent = 0  # promises sent to the coordinator and not finished
         self._sent_bytes = 0  # their requests' size
         self._window = max(MIN_WINDOW, WINDOW_PER_WORKER * workers)
@@ -235,23 +235,33 @@ class Client:
 
         with self._send_lock:  # the sender has stopped, or stops before its next submit
             with STATE_LOCK:
-                taken = [p for p in self._outbox if p._state == PENDING]
+                unsent = {
+                    id(p): p for p in self._outbox if p._state == PENDING and not p._sent_in
+                }  # once each: one raised to a higher priority is there twice
+                taken = list(unsent.values())
                 self._outbox.clear()
             try:
                 refs = []
                 for start in range(0, len(taken), _SUBMIT_CHUNK):
                     part = taken[start : start + _SUBMIT_CHUNK]
-                    refs.append(self._submit(part, part[0]._id, part[-1]._id))
+                    with STATE_LOCK:
+                        self._submits += 1
+                        seq = self._submits
+                        for promise in part:
+                            promise._sent_in = seq
+                        self._sent += len(part)
+                    refs.append(self._submit(part, seq))
                 ray.get(refs, timeout=30)
             except Exception:
                 logger.warning("could not hand %d request(s) to the service", len(taken))
 
-    def _submit(self, promises: list[Promise[Any]], first_id: int, last_id: int) -> Any:
+    def _submit(self, promises: list[Promise[Any]], seq: int) -> Any:
         """Sends requests to the coordinator; returns the submit's ref. Call with the send
         lock held."""
         requests = []
         keys: list[Any] | None = None if self._key is None else []
         timeouts: list[float | None] | None = None
+        priorities: list[int] | None = None
         for promise in promises:
             carried = promise._carried
             if carried is None:  # sent before (handed back): pickle it again
@@ -262,6 +272,8 @@ class Client:
                 keys.append(dump(promise._key))
             if promise._timeout is not None and timeouts is None:
                 timeouts = []
+            if promise._priority and priorities is None:
+                priorities = [p._priority for p in promises]
         if timeouts is not None:  # seconds left now: the coordinator's clock is its own
             now = time.monotonic()
             timeouts = [
@@ -270,12 +282,12 @@ class Client:
         message = Submit(
             self.client_id,
             self._epoch,
-            first_id,
-            last_id,
+            seq,
             [p._id for p in promises],
             requests,
             keys,
             timeouts,
+            priorities,
         )
         return self._coordinator.submit.remote(message)
 
@@ -288,6 +300,7 @@ class Client:
         timeout: float | None = None,
         block: bool = True,
         block_timeout: float | None = None,
+        priority: int = 0,
     ) -> list[Promise[Any]]:
         """Queues requests and returns one promise each (equal pending requests share one).
 
@@ -297,6 +310,11 @@ class Client:
         Requests with a ``timeout`` (seconds, checked by the caller) have a deadline of their
         own: they share a promise only with equal requests of the same call, never with one
         queued before or after (the coordinator still runs equal requests once).
+
+        A higher ``priority`` is sent and run before lower ones still waiting. An equal
+        pending request of a lower priority is raised to it if it has not been sent yet;
+        if it has, the request gets a promise of its own, and the coordinator raises the
+        one it holds (and still runs it once).
 
         With ``max_queued``, the requests are taken from the iterable a chunk at a time, each
         once there is room for it (``block``, ``block_timeout``); if a later chunk is refused
@@ -311,7 +329,8 @@ class Client:
         """
         limit = self._max_queued
         if limit is None:
-            return self._admit([self._prepare(r) for r in requests], callback, timeout)
+            prepared = [self._prepare(r) for r in requests]
+            return self._admit(prepared, callback, timeout, priority=priority)
         until = None if block_timeout is None else time.monotonic() + block_timeout
         size = max(1, min(_ADMIT_CHUNK, limit // _ADMIT_SHARE))
         iterator = iter(requests)
@@ -319,7 +338,7 @@ class Client:
         try:
             while chunk := list(itertools.islice(iterator, size)):
                 prepared = [self._prepare(request) for request in chunk]
-                promises.extend(self._admit(prepared, callback, timeout, block, until))
+                promises.extend(self._admit(prepared, callback, timeout, block, until, priority))
         except BaseException:
             self._abort_all(promises)
             raise
@@ -331,7 +350,7 @@ class Client:
         import ray
 
         notes = Notes()
-        sent: list[int] = []
+        sent: list[Promise[Any]] = []
         with STATE_LOCK:
             for promise in promises:
                 if promise._state != PENDING:
@@ -339,14 +358,14 @@ class Client:
                 if promise._shares > 1:
                     promise._shares -= 1
                     continue
-                if promise._id <= self._taken_upto:
-                    sent.append(promise._id)
+                if promise._sent_in:
+                    sent.append(promise)
                 self._forget(promise)
                 settle(promise, ABORTED, None, notes)
         self._deliver(notes)
         if sent:
             with self._send_lock:  # a submit carrying them, if in progress, goes out first
-                message = Abort(self.client_id, self._epoch, sent)
+                message = _abort_message(self.client_id, self._epoch, sent)
             try:
                 ray.get(self._coordinator.abort.remote(message), timeout=_ABORT_TIMEOUT)
             except Exception:
@@ -359,11 +378,12 @@ class Client:
         timeout: float | None,
         block: bool = True,
         until: float | None = None,
+        priority: int = 0,
     ) -> list[Promise[Any]]:
         """Queues prepared requests, all or none, once there is room (see :meth:`queue`)."""
         with STATE_LOCK:
             while True:
-                new, promises, joined = self._match(prepared, callback, timeout)
+                new, promises, joined = self._match(prepared, callback, timeout, priority)
                 limit = self._max_queued
                 if limit is None or not new or len(self._by_id) + len(new) <= limit:
                     break
@@ -385,6 +405,7 @@ class Client:
             fresh = list(new.values())
             for promise in fresh:
                 promise._id = next(ids)
+                promise._priority = priority
             by_id = {promise._id: promise for promise in fresh}
             deadlines: list[tuple[float, int]] = []
             if timeout is not None:
@@ -397,13 +418,16 @@ class Client:
             # half-queued if an interrupt lands between them.
             wake = not self._outbox
             try:
-                self._outbox.extend(fresh)
+                self._outbox.extend(fresh, priority)
                 self._by_id.update(by_id)
                 by_key.update(new)
                 if deadlines:
                     self._add_unsent_deadlines(deadlines)
                 for promise in joined:
                     promise._shares += 1
+                    if promise._priority < priority:  # unsent (see _match): raised
+                        promise._priority = priority
+                        self._outbox.append(promise, priority)
                     if callback is not None:
                         if promise._callbacks is None:
                             promise._callbacks = [callback]
@@ -420,6 +444,7 @@ class Client:
         prepared: list[tuple[Any, Hashable, Any, int]],
         callback: Callback | None,
         timeout: float | None,
+        priority: int = 0,
     ) -> tuple[dict[Hashable, Promise[Any]], list[Promise[Any]], list[Promise[Any]]]:
         """Phase 1 of queueing: finds the pending promise each request joins, or makes one.
         Call with STATE_LOCK held.
@@ -446,6 +471,8 @@ class Client:
         try:
             for request, key, carried, size in prepared:
                 promise = by_key.get(key)
+                if promise is not None and promise._priority < priority and promise._sent_in:
+                    promise = None  # sent already at a lower priority: see queue()
                 if promise is not None:
                     joined.append(promise)  # an equal request queued before: phase 2
                 else:
@@ -472,8 +499,8 @@ class Client:
         for entry in deadlines:
             heapq.heappush(heap, entry)  # the latest so far: sifts up O(1), usually
         if len(heap) > max(_MIN_DEADLINE_HEAP, 2 * len(self._outbox)):
-            sent = self._taken_upto
-            self._unsent_deadlines = [e for e in heap if e[1] > sent]
+            by_id = self._by_id
+            self._unsent_deadlines = [e for e in heap if e[1] in by_id and not by_id[e[1]]._sent_in]
             heapq.heapify(self._unsent_deadlines)
         self._outbox_ready.notify()  # the sender watches the next deadline
 
@@ -488,7 +515,7 @@ class Client:
         while heap and heap[0][0] <= now:
             _, request_id = heapq.heappop(heap)
             promise = self._by_id.get(request_id)
-            if promise is None or request_id <= self._taken_upto:
+            if promise is None or promise._sent_in:
                 continue
             self._forget(promise)  # it stays in the outbox, which drops it unsent
             settle(promise, FAILED, _timeout_error(promise), notes)
@@ -540,7 +567,7 @@ class Client:
             if promise._shares > 1:
                 promise._shares -= 1
                 return False
-            sent = promise._id <= self._taken_upto
+            sent = promise._sent_in > 0
             if not (sent and if_unstarted):
                 self._forget(promise)
                 settle(promise, ABORTED, None, notes)
@@ -549,7 +576,7 @@ class Client:
         self._deliver(notes)
         if sent:
             with self._send_lock:  # a submit carrying it, if in progress, goes out first
-                message = Abort(self.client_id, self._epoch, [promise._id])
+                message = _abort_message(self.client_id, self._epoch, [promise])
             try:
                 stopped = ray.get(self._coordinator.abort.remote(message), timeout=_ABORT_TIMEOUT)
                 # 0: its worker had begun it (or it had just finished): it may still run.
@@ -566,7 +593,7 @@ class Client:
         import ray
 
         with self._send_lock:  # a submit carrying it, if in progress, goes out first
-            message = Abort(self.client_id, self._epoch, [promise._id])
+            message = _abort_message(self.client_id, self._epoch, [promise])
         try:
             withdrawn = ray.get(
                 self._coordinator.abort_unstarted.remote(message), timeout=_ABORT_TIMEOUT
@@ -588,7 +615,7 @@ class Client:
         del self._by_id[promise._id]
         if self._by_key.get(promise._key) is promise:
             del self._by_key[promise._key]
-        if promise._id <= self._taken_upto:
+        if promise._sent_in:
             self._sent -= 1
             self._sent_bytes -= promise._size
             if self._outbox:
@@ -614,7 +641,9 @@ class Client:
                 "aborted": self.settled[ABORTED],
                 "timed_out": self.timed_out,
                 "deduplicated": self.deduplicated,
-                "unsent": sum(1 for p in self._outbox if p._state == PENDING),
+                "unsent": len(
+                    {id(p) for p in self._outbox if p._state == PENDING and not p._sent_in}
+                ),
             }
 
     # -- threads ---------------------------------------------------------------------------
@@ -640,25 +669,31 @@ class Client:
                     outbox = self._outbox
                     room = min(_SUBMIT_CHUNK, self._window - self._sent)
                     room_bytes = MAX_BYTES_IN_FLIGHT - self._sent_bytes
-                    first_id = self._taken_upto + 1
+                    seq = self._submits + 1
                     taken: list[Promise[Any]] = []
                     size = 0
                     while outbox and len(taken) < room:
-                        promise = outbox[0]
+                        promise = outbox.peek()
+                        if (
+                            promise._state != PENDING  # aborted or timed out: dropped here
+                            or promise._sent_in  # raised to a higher priority, and sent
+                            or promise._priority != outbox.top()  # ... or to be sent
+                        ):
+                            outbox.popleft()
+                            continue
                         if taken and size + promise._size > room_bytes:
                             break
                         outbox.popleft()
-                        self._taken_upto = promise._id
-                        if promise._state == PENDING:  # aborted ones are dropped here
-                            taken.append(promise)
-                            size += promise._size
+                        promise._sent_in = seq
+                        taken.append(promise)
+                        size += promise._size
                     self._sent += len(taken)
                     self._sent_bytes += size
-                    last_id = self._taken_upto
                 if not taken:
                     continue
+                self._submits = seq
                 try:
-                    ref = self._submit(taken, first_id, last_id)
+                    ref = self._submit(taken, seq)
                 except Exception as exc:
                     self._fail([p._id for p in taken], exc)
                     continue
@@ -800,13 +835,10 @@ class Client:
         """Puts every sent, unfinished request back at the front of the outbox. Call with the
         send lock held; returns how many."""
         with STATE_LOCK:
-            resend = sorted(
-                (p for p in self._by_id.values() if p._id <= self._taken_upto),
-                key=lambda p: p._id,
-            )
-            self._outbox.extendleft(reversed(resend))
-            if resend:
-                self._taken_upto = resend[0]._id - 1
+            resend = sorted((p for p in self._by_id.values() if p._sent_in), key=lambda p: p._id)
+            for promise in reversed(resend):
+                promise._sent_in = 0
+                self._outbox.appendleft(promise, promise._priority)
             timed = [(p._deadline, p._id) for p in resend if p._timeout is not None]
             if timed:
                 self._add_unsent_deadlines(timed)
@@ -916,6 +948,12 @@ def _rebuild_error(carried: Any, request: Any) -> BaseException:
     if not isinstance(error, BaseException):
         return RemoteError(f"process() of {request!r:.80} failed: {error!r:.200}")
     return error
+
+
+def _abort_message(client: str, epoch: int, promises: list[Promise[Any]]) -> Abort:
+    """The coordinator is told which submit carried each: an abort that overtakes that
+    submit is kept for it."""
+    return Abort(client, epoch, [p._id for p in promises], [p._sent_in for p in promises])
 
 
 def _timeout_error(promise: Promise[Any]) -> RequestTimeoutError:

@@ -69,6 +69,8 @@ class Promise(Generic[ResultT]):
         "_id",
         "_key",
         "_owner",
+        "_priority",
+        "_sent_in",
         "_seq",
         "_shares",
         "_size",
@@ -97,6 +99,8 @@ class Promise(Generic[ResultT]):
         self._size = 0  # its size in bytes, counted while it is in flight
         self._timeout: float | None = None  # seconds it was given to finish, if any
         self._deadline = 0.0  # with a timeout: when it ends, on time.monotonic()
+        self._priority = 0  # higher runs first
+        self._sent_in = 0  # the number of the submit that carried it; 0: not sent
 
     def get_result(self, timeout: float | None = None) -> ResultT:
         """Blocks until the request is processed and returns its result.

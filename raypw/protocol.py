@@ -87,34 +87,42 @@ class Submit:
         client: The client's id.
         epoch: The client's registration (see ``Coordinator.connect``); a submit of an older
             one is dropped.
-        first_id: The ids ``first_id..last_id`` left the client's outbox with this submit,
-            including those aborted before it left, which it does not carry.
-        last_id: See ``first_id``.
+        seq: This submit's number, counted from 1 by the client across its epochs.
         ids: The request ids carried.
         requests: One per id: a plain value or :class:`Pickled`.
         keys: The dedup key of each (plain or :class:`Pickled`), or None: the request is its
             own key.
         timeouts: Seconds each request has left until its deadline (None: no deadline), or
             None if none has one. Relative, so the two processes' clocks need not agree.
+        priorities: The priority of each (higher runs first), or None if all are 0.
     """
 
     client: str
     epoch: int
-    first_id: int
-    last_id: int
+    seq: int
     ids: list[int]
     requests: list[Any]
     keys: list[Any] | None = None
     timeouts: list[float | None] | None = None
+    priorities: list[int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Abort:
-    """Client -> Coordinator: withdraw these requests."""
+    """Client -> Coordinator: withdraw these requests.
+
+    Attributes:
+        client: The client's id.
+        epoch: The client's registration.
+        ids: The request ids.
+        seqs: For each, the number of the submit that carried it: an abort that arrives
+            before that submit is kept until it does.
+    """
 
     client: str
     epoch: int
     ids: list[int]
+    seqs: list[int]
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,7 @@ from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from raypw.backlog import Backlog
 from raypw.batching import BatchSizer
 from raypw.errors import WorkerDiedError
 from raypw.protocol import (
@@ -97,6 +98,8 @@ MAX_CHUNK_SECONDS = 0.02
 # The deadline heap is compacted (entries of finished requests dropped) once it holds more
 # than twice the entries it held after the last compaction, and at least this many.
 MIN_DEADLINE_HEAP = 4096
+# Batch.taking_for of a TakeBack out for requests of a higher priority (not for a worker).
+OVERTAKE = -2
 
 Subscriber = tuple[str, int]  # (client id, request id)
 
@@ -184,11 +187,14 @@ class SkipUnstarted:
 class _Item:
     """One distinct pending request and the (client, request id) pairs waiting for it."""
 
-    __slots__ = ("aborting", "attempts", "batch", "key", "request", "subscribers")
+    __slots__ = ("aborting", "attempts", "batch", "key", "priority", "request", "subscribers")
 
-    def __init__(self, key: Hashable, request: Any, subscriber: Subscriber) -> None:
+    def __init__(
+        self, key: Hashable, request: Any, subscriber: Subscriber, priority: int = 0
+    ) -> None:
         self.key = key
         self.request = request
+        self.priority = priority  # the highest of its waiters'
         self.subscribers: list[Subscriber] = [subscriber]
         self.batch: _Batch | None = None  # set while dispatched
         self.attempts = 0  # times a worker died while it held this request
@@ -205,6 +211,7 @@ class _Batch:
         "chunks",
         "expired",
         "items",
+        "lowest",
         "reported",
         "sent_at",
         "started_upto",
@@ -231,7 +238,10 @@ class _Batch:
         self.chunks = 0
         self.reported = 0  # positions finished so far (chunks arrive in position order)
         self.started_upto = -1  # highest position known to have started
-        self.taking_for = -1  # the idle worker a TakeBack of this batch is out for
+        # The idle worker a TakeBack of this batch is out for; -1: none; OVERTAKE: for
+        # requests of a higher priority than some it holds unstarted.
+        self.taking_for = -1
+        self.lowest = min(item.priority for item in items) if items else 0
         self.suspect = suspect  # holds a request whose worker died before (alone, then)
         self.expired: set[int] = set()  # positions past their deadline that had started
         # position -> waiters whose deadline passed, told so once the worker answered the
@@ -296,12 +306,13 @@ class _Client:
         self.left = False  # gone, but its requests are still processed (results dropped)
         self.early_aborts: set[int] = set()
         self.deadlines: dict[int, float] = {}  # request id -> its deadline (clock time)
-        # Id spans received from this client: (first, last), merged, ascending.
+        # Numbers of the submits received from this client: (first, last) spans, merged,
+        # ascending. Submits leave one at a time, so out of order only by a few.
         self.spans: list[tuple[int, int]] = []
 
-    def receive(self, first: int, last: int) -> None:
+    def receive(self, seq: int) -> None:
         spans = self.spans
-        spans.append((first, last))
+        spans.append((seq, seq))
         spans.sort()
         merged = [spans[0]]
         for low, high in spans[1:]:
@@ -311,8 +322,8 @@ class _Client:
                 merged.append((low, high))
         self.spans = merged
 
-    def received(self, request_id: int) -> bool:
-        return any(low <= request_id <= high for low, high in self.spans)
+    def received(self, seq: int) -> bool:
+        return any(low <= seq <= high for low, high in self.spans)
 
 
 class Scheduler:
@@ -345,7 +356,8 @@ class Scheduler:
         self._deadline_heap_limit = MIN_DEADLINE_HEAP
         self._graces: list[tuple[float, int]] = []  # (kill time, batch id) of hung batches
         self._workers = [_Worker(index) for index in range(workers)]
-        self._queue: deque[_Item] = deque()
+        self._queue: Backlog[_Item] = Backlog()
+        self._prioritised = False  # a request with a priority other than 0 was queued
         self._queued = 0  # live items in the queue (aborted ones stay until taken)
         self._by_key: dict[Hashable, _Item] = {}
         self._batches: dict[int, _Batch] = {}
@@ -391,7 +403,7 @@ class Scheduler:
         state = self._clients.get(client)
         if state is None:
             return []
-        actions = self._withdraw(client, list(state.items))
+        actions = self._withdraw(client, list(state.items), None)
         del self._clients[client]
         self.woken.add(client)
         return actions
@@ -459,16 +471,36 @@ class Scheduler:
         state = self._clients.get(message.client)
         if state is None or state.left or state.epoch != message.epoch:
             return []
-        state.receive(message.first_id, message.last_id)
+        state.receive(message.seq)
+        client = message.client
+        requests = message.requests
+        keys = requests if message.keys is None else message.keys
+        if message.priorities is None:
+            added = self._add(message.ids, requests, keys, client, state)
+        else:
+            self._prioritised = True
+            added = self._add_prioritised(message, keys, state)
+        self._queued += added
+        if message.timeouts is not None:
+            self._set_deadlines(state, client, message.ids, message.timeouts)
+        if self.dead is not None:
+            self._fail_queue(self.dead)
+            return []
+        actions = self.fill()
+        if self._prioritised:
+            self._overtake(actions)
+        return actions
+
+    def _add(
+        self, ids: list[int], requests: list[Any], keys: list[Any], client: str, state: _Client
+    ) -> int:
+        """Queues requests of priority 0; returns how many are new (not deduplicated)."""
         early = state.early_aborts
         by_key = self._by_key
         mine = state.items
-        client = message.client
         append = self._queue.append
-        requests = message.requests
-        keys = requests if message.keys is None else message.keys
         added = 0
-        for request_id, request, key in zip(message.ids, requests, keys, strict=True):
+        for request_id, request, key in zip(ids, requests, keys, strict=True):
             if early and request_id in early:
                 early.discard(request_id)
                 continue
@@ -481,13 +513,57 @@ class Scheduler:
                 item.subscribers.append((client, request_id))
                 self.deduplicated += 1
             mine[request_id] = item
-        self._queued += added
-        if message.timeouts is not None:
-            self._set_deadlines(state, client, message.ids, message.timeouts)
-        if self.dead is not None:
-            self._fail_queue(self.dead)
-            return []
-        return self.fill()
+        return added
+
+    def _add_prioritised(self, message: Submit, keys: list[Any], state: _Client) -> int:
+        """Queues requests with priorities; an equal request pending already takes the
+        higher priority of the two (queued again at that level, its old entry skipped)."""
+        assert message.priorities is not None
+        early = state.early_aborts
+        by_key = self._by_key
+        mine = state.items
+        queue = self._queue
+        client = message.client
+        added = 0
+        for request_id, request, key, priority in zip(
+            message.ids, message.requests, keys, message.priorities, strict=True
+        ):
+            if early and request_id in early:
+                early.discard(request_id)
+                continue
+            item = by_key.get(key)
+            if item is None:
+                item = by_key[key] = _Item(key, request, (client, request_id), priority)
+                queue.append(item, priority)
+                added += 1
+            else:
+                item.subscribers.append((client, request_id))
+                self.deduplicated += 1
+                if priority > item.priority:
+                    item.priority = priority
+                    if item.batch is None:
+                        queue.append(item, priority)
+            mine[request_id] = item
+        return added
+
+    def _overtake(self, actions: list[Action]) -> None:
+        """Takes back, from batches sent to workers, unstarted requests of a lower priority
+        than the highest still queued, so that it runs first wherever they waited."""
+        top = self._queue.top() if self._queued else None
+        if top is None:
+            return
+        for batch in self._batches.values():
+            if batch.taking_for != -1 or batch.lowest >= top:
+                continue
+            first = -1  # a worker's first batch is probably running its first unreported
+            if batch is self._workers[batch.worker].batches[0]:
+                first = max(batch.reported, batch.started_upto)
+            positions = [
+                p for p in batch.unstarted() if p > first and batch.items[p].priority < top
+            ]
+            if positions:
+                batch.taking_for = OVERTAKE
+                actions.append(TakeBack(batch.worker, batch.batch_id, positions))
 
     def _set_deadlines(
         self, state: _Client, client: str, ids: list[int], timeouts: list[float | None]
@@ -567,7 +643,7 @@ class Scheduler:
                 if self._by_key.get(item.key) is item:
                     del self._by_key[item.key]  # an equal request queued later runs anew
                 if item.batch is None:
-                    self._queued -= 1  # stays in the deque; _take drops it
+                    self._queued -= 1  # stays in the backlog; _take drops it
                 else:  # told once its worker answered: it must not start after that news
                     expiring.setdefault(item.batch, []).append((item, subscriber))
                     continue
@@ -670,15 +746,17 @@ class Scheduler:
         state = self._clients.get(message.client)
         if state is None or state.epoch != message.epoch:
             return []
-        return self._withdraw(message.client, message.ids)
+        return self._withdraw(message.client, message.ids, message.seqs)
 
-    def _withdraw(self, client: str, ids: list[int]) -> list[Action]:
+    def _withdraw(self, client: str, ids: list[int], seqs: list[int] | None) -> list[Action]:
+        """Withdraws a client's requests; ``seqs`` (None: all arrived) are the submits that
+        carried them."""
         state = self._clients[client]
         orphaned: dict[_Batch, set[_Item]] = {}
-        for request_id in ids:
+        for index, request_id in enumerate(ids):
             item = state.items.pop(request_id, None)
             if item is None:
-                if not state.received(request_id):
+                if seqs is not None and not state.received(seqs[index]):
                     state.early_aborts.add(request_id)  # its submit is still on the way
                 continue  # else finished already
             item.subscribers.remove((client, request_id))
@@ -690,7 +768,7 @@ class Scheduler:
                 del self._by_key[item.key]  # an equal request queued later runs anew
             batch = item.batch
             if batch is None:
-                self._queued -= 1  # stays in the deque; _take drops it
+                self._queued -= 1  # stays in the backlog; _take drops it
             else:
                 orphaned.setdefault(batch, set()).add(item)
         return [
@@ -728,10 +806,10 @@ class Scheduler:
         withdrawn: list[int] = []
         asks: dict[_Batch, list[tuple[int, Subscriber]]] = {}
         where: dict[_Batch, dict[int, int]] = {}  # batch -> id(item) -> position
-        for request_id in message.ids:
+        for request_id, seq in zip(message.ids, message.seqs, strict=True):
             item = state.items.get(request_id)
             if item is None:
-                if not state.received(request_id):
+                if not state.received(seq):
                     state.early_aborts.add(request_id)  # its submit is still on the way
                     withdrawn.append(request_id)
                 continue  # else finished already
@@ -882,9 +960,9 @@ class Scheduler:
         taken: list[_Item] = []
         queue = self._queue
         while queue and len(taken) < size:
-            item = queue[0]
-            if not item.subscribers:
-                queue.popleft()
+            item = queue.peek()
+            if not item.subscribers or item.batch is not None or item.priority != queue.top():
+                queue.popleft()  # withdrawn, or moved to a higher level by an equal request
                 continue
             if item.attempts and (taken or not alone_ok):
                 break
@@ -906,7 +984,7 @@ class Scheduler:
             if worker is taker or not worker.up:
                 continue
             for batch in worker.batches:
-                if batch.taking_for >= 0:
+                if batch.taking_for != -1:
                     continue
                 unstarted = batch.unstarted()
                 if unstarted and (best is None or len(unstarted) > best[0]):
@@ -928,7 +1006,7 @@ class Scheduler:
         batch = self._batches.get(batch_id)
         if batch is None:
             return self.fill()  # it ended meanwhile; its worker's news settled it
-        idle = self._workers[batch.taking_for]
+        idle = None if batch.taking_for == OVERTAKE else self._workers[batch.taking_for]
         batch.taking_for = -1
         if late:
             batch.started_upto = max(batch.started_upto, max(late))
@@ -943,7 +1021,7 @@ class Scheduler:
             if item.batch is batch and item.subscribers  # not aborted meanwhile
         ]
         actions: list[Action] = []
-        if back and idle.up and not idle.batches:
+        if back and idle is not None and idle.up and not idle.batches:
             actions.append(self._dispatch(idle, back))  # straight to the worker that asked
         else:
             self._requeue(back)
@@ -1118,13 +1196,18 @@ class Scheduler:
         for item in reversed(items):
             if item.subscribers:
                 item.batch = None
-                self._queue.appendleft(item)
+                self._queue.appendleft(item, item.priority)
                 self._queued += 1
 
     def _fail_queue(self, error: BaseException) -> None:
         """Fails everything queued: no worker is left to run it."""
         self.dead = error
-        items = [item for item in self._queue if item.subscribers and item.batch is None]
+        # An item raised to a higher priority is in the backlog twice: count it once.
+        items = list(
+            {
+                id(item): item for item in self._queue if item.subscribers and item.batch is None
+            }.values()
+        )
         self._queue.clear()
         self._queued = 0
         self._fail(items, error)

@@ -578,6 +578,7 @@ class ProcessorService(Generic[RequestT, ResultT]):
         completed_callback: Callable[[Promise[ResultT]], object] | None = None,
         *,
         timeout: float | None = None,
+        priority: int = 0,
         block: bool = True,
         block_timeout: float | None = None,
     ) -> Promise[ResultT]:
@@ -602,6 +603,10 @@ class ProcessorService(Generic[RequestT, ResultT]):
                 :class:`~raypw.RequestTimeoutError` at the deadline and the request is not
                 retried; other requests are unaffected. None uses the service's
                 ``request_timeout``; ``math.inf`` sets no deadline.
+            priority: Higher runs first among the requests not started yet, wherever they
+                wait (this program's unsent backlog, the service's queue, a batch sent ahead
+                to a worker); first in, first out within one priority. An equal pending
+                request keeps the higher of the two priorities. Any int; 0 by default.
             block: With the service's ``max_queued`` requests of this program pending, wait
                 for room (True) or raise :class:`~raypw.QueueFullError` at once (False).
             block_timeout: Seconds to wait for room at most, then raise
@@ -613,7 +618,8 @@ class ProcessorService(Generic[RequestT, ResultT]):
         Raises:
             ServiceNotRunningError: before ``start()`` or after ``stop()``.
             TypeError: the request is unhashable (pass ``key=`` to the service) or cannot be
-                pickled, ``completed_callback`` is not callable, or ``timeout`` is not a number.
+                pickled, ``completed_callback`` is not callable, ``timeout`` is not a number,
+                or ``priority`` is not an int.
                 Nothing else is affected.
             ValueError: ``timeout`` is not positive, or ``block_timeout`` is negative.
             QueueFullError: (a ``queue.Full``) no room for the request (``max_queued``).
@@ -626,9 +632,12 @@ class ProcessorService(Generic[RequestT, ResultT]):
         """
         _check_callback(completed_callback)
         seconds = _check_timeout(timeout, self.config.request_timeout)
+        _check_priority(priority)
         _check_block(block, block_timeout)
         client = self._running_client()
-        return client.queue((request,), completed_callback, seconds, block, block_timeout)[0]
+        return client.queue(
+            (request,), completed_callback, seconds, block, block_timeout, priority
+        )[0]
 
     def queue_requests(
         self,
@@ -636,6 +645,7 @@ class ProcessorService(Generic[RequestT, ResultT]):
         completed_callback: Callable[[Promise[ResultT]], object] | None = None,
         *,
         timeout: float | None = None,
+        priority: int = 0,
         block: bool = True,
         block_timeout: float | None = None,
     ) -> list[Promise[ResultT]]:
@@ -644,7 +654,7 @@ class ProcessorService(Generic[RequestT, ResultT]):
         The requests are checked first: if one is unhashable or unpicklable, or
         ``completed_callback`` is not callable, a ``TypeError`` is raised and none is queued.
         Otherwise as :meth:`queue_request`; ``timeout`` gives each request the same deadline
-        (equal requests of this call share one promise).
+        (equal requests of this call share one promise), and ``priority`` the same priority.
 
         With the service's ``max_queued``, the requests are taken from ``requests`` (which
         may be a generator) a chunk at a time, each as room frees: this call returns once
@@ -657,9 +667,10 @@ class ProcessorService(Generic[RequestT, ResultT]):
         """
         _check_callback(completed_callback)
         seconds = _check_timeout(timeout, self.config.request_timeout)
+        _check_priority(priority)
         _check_block(block, block_timeout)
         client = self._running_client()
-        return client.queue(requests, completed_callback, seconds, block, block_timeout)
+        return client.queue(requests, completed_callback, seconds, block, block_timeout, priority)
 
     def _running_client(self) -> Client:
         client = self._client
@@ -824,6 +835,12 @@ def _check_timeout(timeout: object, default: float | None) -> float | None:
     if not timeout > 0:  # also NaN
         raise ValueError(f"timeout must be more than 0 seconds, got {timeout!r}")
     return None if math.isinf(timeout) else float(timeout)
+
+
+def _check_priority(priority: object) -> None:
+    """Raises naming ``priority`` if it is not an int."""
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise TypeError(f"priority must be an int (higher runs first), got {priority!r:.80}")
 
 
 def _check_block(block: object, block_timeout: object) -> None:

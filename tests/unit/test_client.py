@@ -160,10 +160,10 @@ def test_a_submit_carries_the_seconds_each_request_has_left():
     client._coordinator = Recording()
     timed = client.queue(["a"], None, timeout=30.0)
     untimed = client.queue(["b"], None)
-    message = client._submit(timed + untimed, 1, 2)
+    message = client._submit(timed + untimed, 1)
     left, none = message.timeouts
     assert 0 < left <= 30.0 and none is None
-    assert client._submit(untimed, 2, 2).timeouts is None
+    assert client._submit(untimed, 2).timeouts is None
 
 
 def test_a_request_whose_deadline_passes_in_the_outbox_fails_and_is_never_sent():
@@ -303,3 +303,62 @@ def test_stop_ends_a_queue_request_waiting_for_room():
     client.close(wait=False)
     thread.join(timeout=30)
     assert len(errors) == 1 and "the service stopped" in str(errors[0])
+
+
+# -- priorities ----------------------------------------------------------------------------
+
+
+def send_once(client: Client) -> list:
+    """Runs the sender until it sent one submit; returns the messages it sent."""
+    coordinator = Recording()
+    client._coordinator = coordinator
+    client._wait_submitted = lambda ref, ids: None  # type: ignore[method-assign]
+    sender = threading.Thread(target=client._send_loop, daemon=True)
+    sender.start()
+    wait_for(lambda: coordinator.messages, "the sender sent a submit")
+    with STATE_LOCK:
+        client._stopped = True
+        client._outbox_ready.notify_all()
+    sender.join(10)
+    assert not sender.is_alive()
+    return coordinator.messages
+
+
+def test_higher_priority_requests_leave_the_outbox_first_in_order_within_a_priority():
+    client = open_client()
+    client.queue(["l1", "l2"], None)
+    client.queue(["h1", "h2"], None, priority=5)
+    client.queue(["n1"], None, priority=-1)
+    client.queue(["l3"], None)
+    (message,) = send_once(client)
+    assert message.requests == ["h1", "h2", "l1", "l2", "l3", "n1"]
+    assert message.priorities == [5, 5, 0, 0, 0, -1]
+    (plain,) = send_once(open_client_with(["x"]))
+    assert plain.priorities is None  # nothing to carry without priorities
+
+
+def open_client_with(requests: list) -> Client:
+    client = open_client()
+    client.queue(requests, None)
+    return client
+
+
+def test_an_unsent_equal_request_of_a_higher_priority_raises_the_pending_promise():
+    client = open_client()
+    (low,) = client.queue(["x"], None)
+    client.queue(["y"], None)
+    (high,) = client.queue(["x"], None, priority=2)
+    assert high is low and low._priority == 2
+    (message,) = send_once(client)
+    assert message.requests == ["x", "y"] and message.priorities == [2, 0]  # x once
+
+
+def test_a_sent_equal_request_of_a_higher_priority_gets_a_promise_of_its_own():
+    client = open_client()
+    (low,) = client.queue(["x"], None)
+    send_once(client)
+    client._stopped = False
+    (high,) = client.queue(["x"], None, priority=2)
+    assert high is not low  # the coordinator raises the one it holds, and runs it once
+    (same,) = client.queue(["x"], None, priority=1)
+    assert same is high

@@ -44,7 +44,7 @@ def test_the_deadline_timer_ticks_the_scheduler_and_wakes_the_client():
     async def main() -> list:
         epoch = await coordinator.connect("a")
         # No worker is up, so the request waits in the queue until its deadline.
-        await coordinator.submit(Submit("a", epoch, 1, 1, [1], ["x"], None, [0.01]))
+        await coordinator.submit(Submit("a", epoch, 1, [1], ["x"], None, [0.01]))
         assert coordinator._timer is not None
         return await coordinator.poll("a", timeout=30)
 

@@ -51,6 +51,10 @@ class Pool:
         self.kills: list[Kill] = []
         self.epochs: dict[str, int] = {}
         self.next_id: dict[str, int] = {}
+        self.next_seq: dict[str, int] = {}
+        self.sent_in: dict[tuple[str, int], int] = {}  # (client, request id) -> its submit
+        self.given_back: dict[int, set[int]] = {}  # batch id -> positions it will skip
+        self.ran: list = []  # requests in the order workers reported them done
         self.act(self.scheduler.workers_started())
 
     def act(self, actions) -> None:
@@ -75,16 +79,27 @@ class Pool:
         self.next_id.setdefault(client, 1)
         self.act(actions)
 
-    def submit(self, client: str, requests, keys=None, timeout=None) -> list[int]:
+    def submit(self, client: str, requests, keys=None, timeout=None, priority=None) -> list[int]:
         first = self.next_id[client]
         ids = list(range(first, first + len(requests)))
         self.next_id[client] = first + len(requests)
+        seq = self.next_seq[client] = self.next_seq.get(client, 0) + 1
+        for request_id in ids:
+            self.sent_in[(client, request_id)] = seq
         timeouts = timeout if isinstance(timeout, list) or timeout is None else [timeout] * len(ids)
+        priorities = (
+            priority if isinstance(priority, list) or priority is None else [priority] * len(ids)
+        )
         message = Submit(
-            client, self.epochs[client], first, ids[-1], ids, list(requests), keys, timeouts
+            client, self.epochs[client], seq, ids, list(requests), keys, timeouts, priorities
         )
         self.act(self.scheduler.submit(message))
         return ids
+
+    def aborting(self, client: str, ids: list[int]) -> Abort:
+        """The Abort a client sends for requests it submitted with :meth:`submit`."""
+        seqs = [self.sent_in[(client, i)] for i in ids]
+        return Abort(client, self.epochs[client], list(ids), seqs)
 
     def requests(self, worker: int) -> list[list]:
         return [batch.requests for batch in self.batches[worker]]
@@ -94,8 +109,10 @@ class Pool:
         batch = self.batches[worker][0]
         start = self.started.get(batch.batch_id, -1) + 1
         end = len(batch.requests) if count is None else start + count
-        positions = list(range(start, end))
+        given_back = self.given_back.get(batch.batch_id, set())
+        positions = [p for p in range(start, end) if p not in given_back]
         self.started[batch.batch_id] = end - 1
+        self.ran.extend(batch.requests[p] for p in positions)
         chunk = OutcomeChunk(
             batch.batch_id,
             positions,
@@ -103,10 +120,19 @@ class Pool:
             None,
             seconds * len(positions),
             final=final,
+            skipped=tuple(sorted(given_back)) if final else (),
         )
         if final:
             self.batches[worker].pop(0)
         self.act(self.scheduler.chunk(worker, chunk))
+
+    def give_back(self, take: TakeBack, late: list[int] | None = None) -> None:
+        """The worker answers a take-back: all but ``late`` are given back (and skipped)."""
+        late = late or []
+        self.given_back.setdefault(take.batch_id, set()).update(
+            p for p in take.positions if p not in late
+        )
+        self.act(self.scheduler.taken_back(take.batch_id, take.positions, late=late))
 
     def end_skipping(self, worker: int, batch_index: int, skipped: tuple[int, ...]) -> None:
         """The worker's batch ends without running ``skipped`` positions."""
@@ -357,7 +383,7 @@ def test_an_aborted_queued_request_is_never_dispatched():
     pool = Pool(workers=1)
     pool.connect("a")
     ids = pool.submit("a", ["x"] + [f"r{i}" for i in range(100)])
-    pool.act(pool.scheduler.abort(Abort("a", pool.epochs["a"], [ids[-1]])))
+    pool.act(pool.scheduler.abort(pool.aborting("a", [ids[-1]])))
     while pool.batches[0]:
         pool.finish(0)
     sent = [r for batch in pool.requests(0) for r in batch]
@@ -368,14 +394,14 @@ def test_an_aborted_queued_request_is_never_dispatched():
 def test_aborting_a_dispatched_request_asks_its_worker_to_skip_it(pool):
     ids = pool.submit("a", ["x", "y"])
     batch = pool.batches[0][0]
-    pool.act(pool.scheduler.abort(Abort("a", pool.epochs["a"], [ids[0]])))
+    pool.act(pool.scheduler.abort(pool.aborting("a", [ids[0]])))
     assert pool.skips == [Skip(0, batch.batch_id, [0])]
 
 
 def test_a_batch_nobody_waits_for_is_cancelled_once_what_runs_is_unwanted(pool):
     ids = pool.submit("a", ["x"])
     batch = pool.batches[0][0]
-    pool.act(pool.scheduler.abort(Abort("a", pool.epochs["a"], ids)))
+    pool.act(pool.scheduler.abort(pool.aborting("a", ids)))
     pool.act(pool.scheduler.skipped(batch.batch_id, late=[0]))
     assert pool.cancels == [Cancel(0, batch.batch_id)]
 
@@ -384,7 +410,7 @@ def test_abort_keeps_a_request_another_client_still_waits_for(pool):
     pool.connect("b")
     a_ids = pool.submit("a", ["x"])
     b_ids = pool.submit("b", ["x"])
-    pool.act(pool.scheduler.abort(Abort("a", pool.epochs["a"], a_ids)))
+    pool.act(pool.scheduler.abort(pool.aborting("a", a_ids)))
     assert pool.skips == []
     pool.finish(0)
     assert pool.results("b") == {b_ids[0]: "x!"}
@@ -395,9 +421,9 @@ def test_an_abort_that_overtakes_its_submit_still_drops_the_request():
     pool.connect("a")
     epoch = pool.epochs["a"]
     # Ids 1-2 are submitted; the abort of 3 arrives before the submit carrying 3.
-    pool.act(pool.scheduler.submit(Submit("a", epoch, 1, 2, [1, 2], ["x", "y"])))
-    pool.act(pool.scheduler.abort(Abort("a", epoch, [3])))
-    pool.act(pool.scheduler.submit(Submit("a", epoch, 3, 3, [3], ["z"])))
+    pool.act(pool.scheduler.submit(Submit("a", epoch, 1, [1, 2], ["x", "y"])))
+    pool.act(pool.scheduler.abort(Abort("a", epoch, [3], [2])))
+    pool.act(pool.scheduler.submit(Submit("a", epoch, 2, [3], ["z"])))
     sent = [r for batch in pool.requests(0) for r in batch]
     assert "z" not in sent
 
@@ -406,11 +432,11 @@ def test_an_abort_between_two_out_of_order_submits_is_not_taken_as_finished():
     pool = Pool(workers=1)
     pool.connect("a")
     epoch = pool.epochs["a"]
-    # Submits of ids 1 and 3 landed, the one of id 2 not yet: an abort of 2 must hold.
-    pool.act(pool.scheduler.submit(Submit("a", epoch, 1, 1, [1], ["x"])))
-    pool.act(pool.scheduler.submit(Submit("a", epoch, 3, 3, [3], ["z"])))
-    pool.act(pool.scheduler.abort(Abort("a", epoch, [2])))
-    pool.act(pool.scheduler.submit(Submit("a", epoch, 2, 2, [2], ["y"])))
+    # Submits 1 and 3 landed, submit 2 (carrying id 2) not yet: an abort of 2 must hold.
+    pool.act(pool.scheduler.submit(Submit("a", epoch, 1, [1], ["x"])))
+    pool.act(pool.scheduler.submit(Submit("a", epoch, 3, [3], ["z"])))
+    pool.act(pool.scheduler.abort(Abort("a", epoch, [2], [2])))
+    pool.act(pool.scheduler.submit(Submit("a", epoch, 2, [2], ["y"])))
     while pool.batches[0]:
         pool.finish(0)
     sent = [r for batch in pool.requests(0) for r in batch]
@@ -421,7 +447,7 @@ def test_an_abort_between_two_out_of_order_submits_is_not_taken_as_finished():
 
 
 def _abort_unstarted(pool: Pool, client: str, ids: list[int]):
-    return pool.scheduler.abort_unstarted(Abort(client, pool.epochs[client], ids))
+    return pool.scheduler.abort_unstarted(pool.aborting(client, ids))
 
 
 def test_abort_unstarted_withdraws_a_queued_request_at_once():
@@ -439,9 +465,9 @@ def test_abort_unstarted_of_a_request_whose_submit_is_on_the_way_withdraws_it():
     pool = Pool(workers=1)
     pool.connect("a")
     epoch = pool.epochs["a"]
-    pool.act(pool.scheduler.submit(Submit("a", epoch, 1, 1, [1], ["x"])))
-    assert pool.scheduler.abort_unstarted(Abort("a", epoch, [2])) == ([2], [])
-    pool.act(pool.scheduler.submit(Submit("a", epoch, 2, 2, [2], ["y"])))
+    pool.act(pool.scheduler.submit(Submit("a", epoch, 1, [1], ["x"])))
+    assert pool.scheduler.abort_unstarted(Abort("a", epoch, [2], [2])) == ([2], [])
+    pool.act(pool.scheduler.submit(Submit("a", epoch, 2, [2], ["y"])))
     assert "y" not in [r for batch in pool.requests(0) for r in batch]
 
 
@@ -534,7 +560,7 @@ def test_a_position_given_back_unstarted_settles_a_waiting_abort(pool):
 def test_a_submit_after_its_client_disconnected_is_dropped(pool):
     epoch = pool.epochs["a"]
     pool.act(pool.scheduler.disconnect("a"))
-    pool.act(pool.scheduler.submit(Submit("a", epoch, 1, 1, [1], ["ghost"])))
+    pool.act(pool.scheduler.submit(Submit("a", epoch, 1, [1], ["ghost"])))
     assert pool.scheduler.queued == 0 and pool.requests(0) == []
     assert pool.scheduler.clients == 0
     assert isinstance(pool.mail("a")[0], Forgotten)
@@ -543,7 +569,7 @@ def test_a_submit_after_its_client_disconnected_is_dropped(pool):
 def test_a_submit_of_an_older_epoch_is_dropped(pool):
     old = pool.epochs["a"]
     pool.connect("a")
-    pool.act(pool.scheduler.submit(Submit("a", old, 1, 1, [1], ["stale"])))
+    pool.act(pool.scheduler.submit(Submit("a", old, 1, [1], ["stale"])))
     assert pool.scheduler.queued == 0
 
 
@@ -702,7 +728,7 @@ def test_a_request_running_at_its_deadline_is_cancelled_then_its_worker_killed_a
     pool.scheduler.take_mail("a")
     pool.connect("b")
     (stuck,) = pool.submit("b", ["stuck"], timeout=1.0)  # shares the running request
-    pool.act(pool.scheduler.abort(Abort("a", pool.epochs["a"], [ids[0]])))
+    pool.act(pool.scheduler.abort(pool.aborting("a", [ids[0]])))
     batch = pool.batches[0][0]
     pool.later(1.5)
     assert pool.expires == [Expire(0, batch.batch_id, [0, 1, 2])]
@@ -839,7 +865,7 @@ def test_a_take_back_and_an_expiry_of_the_same_batch_move_each_request_once(
     running, behind = pool.batches[0]
     victim = behind.requests[1]
     (b_id,) = pool.submit("b", [victim], timeout=1.0)  # joins it, with a deadline
-    pool.act(pool.scheduler.abort(Abort("a", pool.epochs["a"], [ids[int(victim[1:])]])))
+    pool.act(pool.scheduler.abort(pool.aborting("a", [ids[int(victim[1:])]])))
     pool.finish(0, count=len(running.requests) - 1, final=False)  # on its last request
     while pool.batches[1]:
         pool.finish(1)  # worker 1 runs out of work and asks for worker 0's batch behind
@@ -872,3 +898,93 @@ def test_a_request_of_a_program_that_left_still_frees_its_worker_at_its_deadline
     pool.act(pool.scheduler.expired(batch.batch_id, [0], late=[0]))
     pool.later(1.0)
     assert pool.kills == [Kill(0)] and pool.scheduler.clients == 0
+
+
+# -- priorities ----------------------------------------------------------------------------
+
+
+def test_higher_priority_requests_are_dispatched_first_and_in_order_within_a_priority():
+    pool = Pool(workers=1)
+    pool.connect("a")
+    pool.submit("a", ["busy"])
+    pool.submit("a", ["ahead"])  # sent ahead, behind busy
+    pool.submit("a", ["l1", "l2"])
+    pool.submit("a", ["m1"], priority=1)
+    pool.submit("a", ["h1", "h2"], priority=5)
+    pool.submit("a", ["m2"], priority=1)
+    pool.submit("a", ["n1"], priority=-1)
+    for take in pool.take_backs:  # "ahead" is of a lower priority than what waits
+        pool.give_back(take)
+    while pool.batches[0]:
+        pool.finish(0)
+    assert pool.ran == ["busy", "h1", "h2", "m1", "m2", "ahead", "l1", "l2", "n1"]
+
+
+def test_a_higher_priority_request_overtakes_unstarted_requests_sent_ahead_to_a_worker():
+    pool = Pool(workers=1)
+    pool.connect("a")
+    pool.submit("a", ["busy"])
+    pool.submit("a", ["l1", "l2"])  # sent ahead, behind busy
+    pool.submit("a", ["l3"])
+    pool.submit("a", ["h1", "h2"], priority=5)
+    behind = pool.batches[0][1]
+    (take,) = pool.take_backs
+    assert take == TakeBack(0, behind.batch_id, [0, 1])  # not busy: it runs
+    pool.give_back(take)
+    pool.finish(0)  # busy ends; the next batch goes behind the emptied one
+    pool.finish(0)
+    assert pool.requests(0) == [["h1", "h2", "l1", "l2", "l3"]]  # l1, l2 kept their place
+
+
+def test_a_request_that_began_before_the_worker_was_asked_back_stays_there():
+    pool = Pool(workers=1)
+    pool.connect("a")
+    pool.submit("a", ["busy"])
+    pool.submit("a", ["l1", "l2"])
+    pool.submit("a", ["h"], priority=1)
+    (take,) = pool.take_backs
+    pool.give_back(take, late=[0])  # busy had ended and l1 begun
+    while pool.batches[0]:
+        pool.finish(0)
+    assert pool.ran == ["busy", "l1", "h", "l2"]
+
+
+def test_an_equal_request_of_a_higher_priority_raises_the_pending_one_which_runs_once():
+    pool = Pool(workers=1)
+    pool.connect("a")
+    pool.connect("b")
+    pool.submit("a", ["busy"])
+    pool.submit("a", ["ahead"])
+    low = pool.submit("a", ["x", "y", "shared"])
+    (high,) = pool.submit("b", ["shared"], priority=3)
+    assert pool.scheduler.deduplicated == 1
+    for take in pool.take_backs:
+        pool.give_back(take)
+    while pool.batches[0]:
+        pool.finish(0)
+    assert pool.ran == ["busy", "shared", "ahead", "x", "y"]
+    assert pool.results("a")[low[2]] == "shared!" and pool.results("b")[high] == "shared!"
+
+
+def test_a_lower_priority_equal_request_does_not_lower_the_pending_one():
+    pool = Pool(workers=1)
+    pool.connect("a")
+    pool.submit("a", ["busy"])
+    pool.submit("a", ["ahead"])
+    pool.submit("a", ["x"])
+    pool.submit("a", ["shared"], priority=2)
+    pool.submit("a", ["shared"], priority=-5)
+    for take in pool.take_backs:
+        pool.give_back(take)
+    while pool.batches[0]:
+        pool.finish(0)
+    assert pool.ran == ["busy", "shared", "ahead", "x"]
+
+
+def test_requests_without_a_priority_ask_no_worker_for_work_back():
+    pool = Pool(workers=1)
+    pool.connect("a")
+    pool.submit("a", ["busy"])
+    pool.submit("a", ["l1", "l2"])
+    pool.submit("a", [f"r{i}" for i in range(50)])
+    assert pool.take_backs == []

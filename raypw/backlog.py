@@ -1,0 +1,97 @@
+"""Requests waiting their turn: higher priority first, first in first out within one.
+
+A bucket queue: a FIFO per priority level and a heap of the levels in use, so adding and
+taking cost O(1) amortised, plus O(log levels) when a level appears or empties. Without
+priorities it is a single deque. Entries are not removed from the middle: the owner skips
+the ones that no longer count when it takes them (aborted, timed out, or moved to a higher
+level by a deduplicated request), which keeps every operation cheap.
+"""
+
+from __future__ import annotations
+
+import collections
+import heapq
+from collections.abc import Iterable, Iterator
+from typing import Generic, TypeVar
+
+__all__ = ["Backlog"]
+
+T = TypeVar("T")
+
+
+class Backlog(Generic[T]):
+    """Entries by priority (higher first), each level first in first out."""
+
+    __slots__ = ("_levels", "_order", "_size")
+
+    def __init__(self) -> None:
+        self._levels: dict[int, collections.deque[T]] = {}
+        self._order: list[int] = []  # negated levels in use: a min-heap of -priority
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __bool__(self) -> bool:
+        return self._size > 0
+
+    def __iter__(self) -> Iterator[T]:
+        """Every entry, highest level first."""
+        for level in sorted(self._levels, reverse=True):
+            yield from self._levels[level]
+
+    def _level(self, priority: int) -> collections.deque[T]:
+        level = self._levels.get(priority)
+        if level is None:
+            level = self._levels[priority] = collections.deque()
+            heapq.heappush(self._order, -priority)
+        return level
+
+    def append(self, entry: T, priority: int = 0) -> None:
+        """Adds an entry behind the others of its priority."""
+        self._level(priority).append(entry)
+        self._size += 1
+
+    def extend(self, entries: Iterable[T], priority: int = 0) -> None:
+        """Adds entries, in order, behind the others of their priority."""
+        level = self._level(priority)
+        before = len(level)
+        level.extend(entries)
+        self._size += len(level) - before
+        if not level:
+            self._drop_empty()
+
+    def appendleft(self, entry: T, priority: int = 0) -> None:
+        """Puts an entry ahead of the others of its priority (work that comes back)."""
+        self._level(priority).appendleft(entry)
+        self._size += 1
+
+    def top(self) -> int | None:
+        """The highest priority waiting, or None when empty."""
+        self._drop_empty()
+        return -self._order[0] if self._order else None
+
+    def peek(self) -> T:
+        """The next entry. Raises IndexError when empty."""
+        self._drop_empty()
+        if not self._order:
+            raise IndexError("peek from an empty backlog")
+        return self._levels[-self._order[0]][0]
+
+    def popleft(self) -> T:
+        """Takes the next entry. Raises IndexError when empty."""
+        self._drop_empty()
+        if not self._order:
+            raise IndexError("pop from an empty backlog")
+        self._size -= 1
+        return self._levels[-self._order[0]].popleft()
+
+    def clear(self) -> None:
+        self._levels.clear()
+        self._order.clear()
+        self._size = 0
+
+    def _drop_empty(self) -> None:
+        order = self._order
+        while order and not self._levels[-order[0]]:
+            del self._levels[-heapq.heappop(order)]
