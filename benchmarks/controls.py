@@ -6,7 +6,8 @@ Usage:
 
 One service of 2 workers; each round runs every variant once, in a rotated order, so the
 machine's drift falls on all of them alike. Each request is queued with ``queue_request`` and
-taken with ``PromiseSet.select()``, as W2 in ``benchmarks.run`` does:
+taken with ``PromiseSet.select()``, as W2 in ``benchmarks.run`` does; with ``--bulk``, with
+``queue_requests`` in calls of 1,000 (the call's index picks the priority):
 
     plain        no keywords
     priorities   priority=i % 4 (four levels, interleaved: every level switch and take-back)
@@ -32,11 +33,20 @@ VARIANTS: dict[str, Any] = {
 }
 
 
-def _run(service: Any, n: int, keywords: Any, tag: str) -> float:
+BULK = 1000
+
+
+def _run(service: Any, n: int, keywords: Any, tag: str, bulk: bool) -> float:
     from raypw import PromiseSet
 
     started = time.perf_counter()
-    promises = [service.queue_request(f"{tag}{i}", **keywords(i)) for i in range(n)]
+    if bulk:
+        promises = []
+        for k in range(0, n, BULK):
+            chunk = [f"{tag}{i}" for i in range(k, min(n, k + BULK))]
+            promises.extend(service.queue_requests(chunk, **keywords(k // BULK)))
+    else:
+        promises = [service.queue_request(f"{tag}{i}", **keywords(i)) for i in range(n)]
     count = sum(1 for _ in PromiseSet(promises).select())
     elapsed = time.perf_counter() - started
     assert count == n
@@ -48,6 +58,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--bulk", action="store_true", help="queue_requests, 1,000 a call")
     args = parser.parse_args()
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
@@ -62,16 +73,18 @@ def main() -> None:
     rates: dict[str, list[float]] = {name: [] for name in VARIANTS}
     names = list(VARIANTS)
     try:
-        _run(service, 1000, VARIANTS["plain"], "warm")
+        _run(service, 1000, VARIANTS["plain"], "warm", args.bulk)
         for round_ in range(args.rounds):
             order = names[round_ % len(names) :] + names[: round_ % len(names)]
             for name in order:
-                rates[name].append(_run(service, args.n, VARIANTS[name], f"{name}{round_}-"))
+                tag = f"{name}{round_}-"
+                rates[name].append(_run(service, args.n, VARIANTS[name], tag, args.bulk))
     finally:
         service.stop()
         ray.shutdown()
     plain = statistics.median(rates["plain"])
-    print(f"{args.n:,} no-op requests, 2 workers, median of {args.rounds} rounds")
+    how = "queue_requests, 1,000 a call" if args.bulk else "queue_request each"
+    print(f"{args.n:,} no-op requests ({how}), 2 workers, median of {args.rounds} rounds")
     print(f"{'variant':<12} {'requests/s':>11} {'vs plain':>9}   all rounds")
     for name, values in rates.items():
         median = statistics.median(values)

@@ -496,13 +496,17 @@ class Client:
     def _add_unsent_deadlines(self, deadlines: list[tuple[float, int]]) -> None:
         """Watches the deadlines of requests in the outbox. Call with STATE_LOCK held."""
         heap = self._unsent_deadlines
+        earliest = heap[0][0] if heap else None
+        push = heapq.heappush
         for entry in deadlines:
-            heapq.heappush(heap, entry)  # the latest so far: sifts up O(1), usually
-        if len(heap) > max(_MIN_DEADLINE_HEAP, 2 * len(self._outbox)):
-            by_id = self._by_id
-            self._unsent_deadlines = [e for e in heap if e[1] in by_id and not by_id[e[1]]._sent_in]
-            heapq.heapify(self._unsent_deadlines)
-        self._outbox_ready.notify()  # the sender watches the next deadline
+            push(heap, entry)  # the latest so far: sifts up O(1), usually
+        if len(heap) > _MIN_DEADLINE_HEAP and len(heap) > 2 * len(self._by_id):
+            by_id = self._by_id  # compacted: drop the sent and the finished
+            heap = [e for e in heap if e[1] in by_id and not by_id[e[1]]._sent_in]
+            heapq.heapify(heap)
+            self._unsent_deadlines = heap
+        if heap and (earliest is None or heap[0][0] < earliest):
+            self._outbox_ready.notify()  # the sender watches the next deadline: it moved
 
     def _expire_unsent(self, notes: Notes) -> float | None:
         """Fails the requests whose deadline passed while they were still in the outbox (they
@@ -672,21 +676,25 @@ class Client:
                     seq = self._submits + 1
                     taken: list[Promise[Any]] = []
                     size = 0
-                    while outbox and len(taken) < room:
-                        promise = outbox.peek()
-                        if (
-                            promise._state != PENDING  # aborted or timed out: dropped here
-                            or promise._sent_in  # raised to a higher priority, and sent
-                            or promise._priority != outbox.top()  # ... or to be sent
-                        ):
-                            outbox.popleft()
-                            continue
-                        if taken and size + promise._size > room_bytes:
-                            break
-                        outbox.popleft()
-                        promise._sent_in = seq
-                        taken.append(promise)
-                        size += promise._size
+                    full = False
+                    while not full and len(taken) < room and (front := outbox.front()):
+                        priority, level = front
+                        while level and len(taken) < room:
+                            promise = level[0]
+                            if (
+                                promise._state != PENDING  # aborted or timed out: dropped
+                                or promise._sent_in  # raised to a higher priority, and sent
+                                or promise._priority != priority  # ... or to be sent
+                            ):
+                                level.popleft()
+                                continue
+                            if taken and size + promise._size > room_bytes:
+                                full = True
+                                break
+                            level.popleft()
+                            promise._sent_in = seq
+                            taken.append(promise)
+                            size += promise._size
                     self._sent += len(taken)
                     self._sent_bytes += size
                 if not taken:

@@ -48,6 +48,7 @@ from typing import Any
 
 from raypw.backlog import Backlog
 from raypw.batching import BatchSizer
+from raypw.deadlines import DeadlineBook
 from raypw.errors import WorkerDiedError
 from raypw.protocol import (
     Abort,
@@ -95,9 +96,6 @@ CHUNK_SHARE = 0.5
 # its lag p99 under 50 ms. A result after a quiet spell still leaves at once.
 CHUNK_REQUESTS = 4
 MAX_CHUNK_SECONDS = 0.02
-# The deadline heap is compacted (entries of finished requests dropped) once it holds more
-# than twice the entries it held after the last compaction, and at least this many.
-MIN_DEADLINE_HEAP = 4096
 # Batch.taking_for of a TakeBack out for requests of a higher priority (not for a worker).
 OVERTAKE = -2
 
@@ -286,7 +284,6 @@ class _Client:
     """What the scheduler knows of one client (one program's connection)."""
 
     __slots__ = (
-        "deadlines",
         "early_aborts",
         "epoch",
         "items",
@@ -305,7 +302,6 @@ class _Client:
         self.polling = 0
         self.left = False  # gone, but its requests are still processed (results dropped)
         self.early_aborts: set[int] = set()
-        self.deadlines: dict[int, float] = {}  # request id -> its deadline (clock time)
         # Numbers of the submits received from this client: (first, last) spans, merged,
         # ascending. Submits leave one at a time, so out of order only by a few.
         self.spans: list[tuple[int, int]] = []
@@ -350,10 +346,9 @@ class Scheduler:
         self._max_retries = max_retries
         self._clock = clock
         self._grace = grace
-        # (deadline, client, request id); an entry is live while it matches the client's
-        # ``deadlines`` (finished requests' entries are dropped when met, or compacted).
-        self._deadlines: list[tuple[float, str, int]] = []
-        self._deadline_heap_limit = MIN_DEADLINE_HEAP
+        # Waiters' deadlines; a waiter still counts when its deadline comes if its client
+        # still has it pending.
+        self._deadlines = DeadlineBook()
         self._graces: list[tuple[float, int]] = []  # (kill time, batch id) of hung batches
         self._workers = [_Worker(index) for index in range(workers)]
         self._queue: Backlog[_Item] = Backlog()
@@ -498,7 +493,7 @@ class Scheduler:
         early = state.early_aborts
         by_key = self._by_key
         mine = state.items
-        append = self._queue.append
+        append = self._queue.level(0).append
         added = 0
         for request_id, request, key in zip(ids, requests, keys, strict=True):
             if early and request_id in early:
@@ -523,6 +518,7 @@ class Scheduler:
         by_key = self._by_key
         mine = state.items
         queue = self._queue
+        levels: dict[int, Any] = {}  # priority -> its deque's append, looked up once
         client = message.client
         added = 0
         for request_id, request, key, priority in zip(
@@ -534,7 +530,10 @@ class Scheduler:
             item = by_key.get(key)
             if item is None:
                 item = by_key[key] = _Item(key, request, (client, request_id), priority)
-                queue.append(item, priority)
+                append = levels.get(priority)
+                if append is None:
+                    append = levels[priority] = queue.level(priority).append
+                append(item)
                 added += 1
             else:
                 item.subscribers.append((client, request_id))
@@ -570,31 +569,20 @@ class Scheduler:
     ) -> None:
         """Records each waiter's deadline: ``timeouts`` seconds from now (None: none)."""
         now = self._clock()
-        heap = self._deadlines
-        for request_id, timeout in zip(ids, timeouts, strict=True):
-            if timeout is None or request_id not in state.items:
-                continue
-            deadline = now + timeout
-            state.deadlines[request_id] = deadline
-            heapq.heappush(heap, (deadline, client, request_id))
-        if len(heap) > self._deadline_heap_limit:
-            self._compact_deadlines()
-
-    def _compact_deadlines(self) -> None:
-        """Drops the heap entries of requests that finished: bounded memory under a long
-        stream of requests with deadlines far ahead."""
-        live: list[tuple[float, str, int]] = []
-        for client, state in self._clients.items():
-            items = state.items
-            state.deadlines = {i: d for i, d in state.deadlines.items() if i in items}
-            live.extend((d, client, i) for i, d in state.deadlines.items())
-        heapq.heapify(live)
-        self._deadlines = live
-        self._deadline_heap_limit = max(MIN_DEADLINE_HEAP, 2 * len(live))
+        mine = state.items
+        timed = [
+            (request_id, now + timeout)
+            for request_id, timeout in zip(ids, timeouts, strict=True)
+            if timeout is not None and request_id in mine
+        ]
+        book = self._deadlines
+        if book.add(client, [i for i, _ in timed], [d for _, d in timed]):
+            clients = self._clients
+            book.compact(lambda c: () if (st := clients.get(c)) is None else st.items)
 
     def next_timer(self) -> float | None:
         """When :meth:`tick` has something to do next (clock time), or None."""
-        due = self._deadlines[0][0] if self._deadlines else None
+        due = self._deadlines.next_due()
         if self._graces and (due is None or self._graces[0][0] < due):
             due = self._graces[0][0]
         return due
@@ -616,22 +604,17 @@ class Scheduler:
         """Ends every waiter whose deadline passed (:class:`~raypw.protocol.TimedOut`); a
         request nobody waits for any more is dropped from the queue or, if dispatched,
         withdrawn from its worker (:class:`Expire`)."""
-        heap = self._deadlines
-        now = self._clock()
-        if not heap or heap[0][0] > now:
+        due = self._deadlines.due(self._clock())
+        if not due:
             return []
         clients = self._clients
         timed_out: dict[str, list[int]] = {}
         expiring: dict[_Batch, list[tuple[_Item, Subscriber]]] = {}
-        while heap and heap[0][0] <= now:
-            deadline, client, request_id = heapq.heappop(heap)
+        for client, request_id in due:
             state = clients.get(client)
-            if state is None or state.deadlines.get(request_id) != deadline:
-                continue  # finished, withdrawn, or its client connected anew
-            del state.deadlines[request_id]
-            item = state.items.pop(request_id, None)
-            if item is None:
-                continue  # finished already
+            item = None if state is None else state.items.pop(request_id, None)
+            if state is None or item is None:
+                continue  # finished, or withdrawn
             subscriber = (client, request_id)
             item.subscribers.remove(subscriber)
             if item.aborting and subscriber in item.aborting:
@@ -958,18 +941,21 @@ class Scheduler:
         """Removes up to ``size`` live items from the front of the queue. A request whose
         worker died before goes alone, and only to a worker holding nothing else."""
         taken: list[_Item] = []
-        queue = self._queue
-        while queue and len(taken) < size:
-            item = queue.peek()
-            if not item.subscribers or item.batch is not None or item.priority != queue.top():
-                queue.popleft()  # withdrawn, or moved to a higher level by an equal request
-                continue
-            if item.attempts and (taken or not alone_ok):
-                break
-            queue.popleft()
-            taken.append(item)
-            if item.attempts:
-                break
+        while len(taken) < size and (front := self._queue.front()) is not None:
+            priority, level = front
+            while level and len(taken) < size:
+                item = level[0]
+                if not item.subscribers or item.batch is not None or item.priority != priority:
+                    level.popleft()  # withdrawn, or moved to a higher level by an equal one
+                    continue
+                if item.attempts and (taken or not alone_ok):
+                    self._queued -= len(taken)
+                    return taken
+                level.popleft()
+                taken.append(item)
+                if item.attempts:
+                    self._queued -= len(taken)
+                    return taken
         self._queued -= len(taken)
         return taken
 

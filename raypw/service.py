@@ -827,6 +827,8 @@ def _check_timeout(timeout: object, default: float | None) -> float | None:
     ``timeout``."""
     if timeout is None:
         return default
+    if type(timeout) is float and 0 < timeout < math.inf:  # the common case, quickly
+        return timeout
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
         raise TypeError(
             "timeout must be a number of seconds (None: the service's request_timeout; "
@@ -839,7 +841,7 @@ def _check_timeout(timeout: object, default: float | None) -> float | None:
 
 def _check_priority(priority: object) -> None:
     """Raises naming ``priority`` if it is not an int."""
-    if isinstance(priority, bool) or not isinstance(priority, int):
+    if type(priority) is not int and (isinstance(priority, bool) or not isinstance(priority, int)):
         raise TypeError(f"priority must be an int (higher runs first), got {priority!r:.80}")
 
 

@@ -1,0 +1,41 @@
+"""The book of deadlines: waiters come out when due, earliest first; finished ones are dropped."""
+
+from __future__ import annotations
+
+from raypw.deadlines import MIN_COMPACT, DeadlineBook
+
+
+def test_waiters_come_out_once_due_whatever_order_they_were_added_in():
+    book = DeadlineBook()
+    book.add("a", [1, 2, 3], [5.0, 1.0, 3.0])  # out of order within a submit
+    book.add("b", [7], [2.0])
+    assert book.next_due() == 1.0 and len(book) == 4
+    assert book.due(0.5) == []
+    assert sorted(book.due(3.0)) == [("a", 2), ("a", 3), ("b", 7)]
+    assert book.next_due() == 5.0 and len(book) == 1
+    assert book.due(10.0) == [("a", 1)]
+    assert not book and book.next_due() is None
+
+
+def test_equal_deadlines_all_come_out_together():
+    book = DeadlineBook()
+    book.add("a", [1, 2], [4.0, 4.0])
+    book.add("a", [3], [4.0])
+    assert sorted(book.due(4.0)) == [("a", 1), ("a", 2), ("a", 3)]
+
+
+def test_compaction_drops_finished_waiters_and_keeps_the_rest_due():
+    book = DeadlineBook()
+    ids = list(range(3 * MIN_COMPACT))
+    grew = book.add("a", ids, [100.0 + i for i in ids])
+    assert grew  # more than MIN_COMPACT: the owner should compact
+    book.compact(lambda client: set(range(0, 3 * MIN_COMPACT, 3)))
+    assert len(book) == MIN_COMPACT
+    assert not book.add("a", [10**6], [1.0])  # the limit is now twice what was kept
+    assert book.due(100.0 + 6) == [("a", 10**6), ("a", 0), ("a", 3), ("a", 6)]
+
+
+def test_nothing_to_add_adds_nothing():
+    book = DeadlineBook()
+    assert not book.add("a", [], [])
+    assert not book and len(book) == 0
