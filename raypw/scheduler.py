@@ -161,7 +161,23 @@ class Kill:
     worker: int
 
 
-Action = Dispatch | Skip | TakeBack | Cancel | Expire | Kill
+@dataclass(frozen=True, slots=True)
+class Retire:
+    """End ``worker`` for good (the pool shrinks): it holds nothing any more."""
+
+    worker: int
+
+
+@dataclass(frozen=True, slots=True)
+class Recycle:
+    """Replace ``worker`` with a fresh one (it processed ``max_requests_per_worker``): it
+    holds nothing any more; answer with :meth:`Scheduler.worker_back` once the new one is up
+    (or :meth:`Scheduler.worker_gone`)."""
+
+    worker: int
+
+
+Action = Dispatch | Skip | TakeBack | Cancel | Expire | Kill | Retire | Recycle
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +273,12 @@ class _Batch:
         """True while a client still waits for an item this batch holds."""
         return any(item.subscribers for item in self.items if item.batch is self)
 
+    def surely_unstarted(self, running: bool) -> list[int]:
+        """:meth:`unstarted` but, on a worker's running batch, the position it is probably
+        on (asking that back costs a round trip for nothing)."""
+        first = max(self.reported, self.started_upto) if running else -1
+        return [p for p in self.unstarted() if p > first]
+
     def unstarted(self) -> list[int]:
         """Positions this batch still holds that may not have started."""
         first = max(self.reported, self.started_upto + 1)
@@ -270,14 +292,33 @@ class _Batch:
 
 
 class _Worker:
-    __slots__ = ("alive", "batches", "index", "progress_at", "up")
+    __slots__ = (
+        "alive",
+        "batches",
+        "idle_since",
+        "index",
+        "leaving",
+        "processed",
+        "progress_at",
+        "recycling",
+        "up",
+    )
 
     def __init__(self, index: int) -> None:
         self.index = index
         self.progress_at = 0.0  # when it last reported outcomes, or got work while idle
+        self.idle_since = 0.0  # when it last held nothing (while it holds nothing)
         self.up = False  # True once started; False while Ray restarts it
-        self.alive = True  # False once it is gone for good
+        self.alive = True  # False once it is gone for good, or retired
+        # Takes no more work: it is retired (or, with ``recycling``, replaced) once it holds
+        # nothing.
+        self.leaving = False
+        self.recycling = False
+        self.processed = 0  # requests it reported since it (re)started
         self.batches: deque[_Batch] = deque()
+
+    def held(self) -> int:
+        return sum(len(batch.items) for batch in self.batches)
 
 
 class _Client:
@@ -332,6 +373,8 @@ class Scheduler:
         clock: Seconds, monotonic (``time.monotonic`` by default; a fake one in tests).
         grace: Seconds a request still running at its deadline has, once cancelled, to
             return before its worker is killed.
+        max_requests_per_worker: A worker that processed this many is replaced once it
+            holds nothing (its batches are cut to fit); None: never.
     """
 
     def __init__(
@@ -341,8 +384,10 @@ class Scheduler:
         max_retries: int,
         clock: Callable[[], float] = time.monotonic,
         grace: float = 5.0,
+        max_requests_per_worker: int | None = None,
     ) -> None:
         self._sizer = sizer
+        self._max_per_worker = max_requests_per_worker
         self._max_retries = max_retries
         self._clock = clock
         self._grace = grace
@@ -362,6 +407,7 @@ class Scheduler:
         self.processed = 0
         self.deduplicated = 0
         self.worker_restarts = 0
+        self.worker_recycles = 0
         self.timed_out = 0  # waiters whose deadline passed
         self.dead: BaseException | None = None  # set once no worker is left
         self.woken: set[str] = set()  # clients with new mail since the shell last looked
@@ -554,11 +600,9 @@ class Scheduler:
         for batch in self._batches.values():
             if batch.taking_for != -1 or batch.lowest >= top:
                 continue
-            first = -1  # a worker's first batch is probably running its first unreported
-            if batch is self._workers[batch.worker].batches[0]:
-                first = max(batch.reported, batch.started_upto)
+            running = batch is self._workers[batch.worker].batches[0]
             positions = [
-                p for p in batch.unstarted() if p > first and batch.items[p].priority < top
+                p for p in batch.surely_unstarted(running) if batch.items[p].priority < top
             ]
             if positions:
                 batch.taking_for = OVERTAKE
@@ -888,17 +932,18 @@ class Scheduler:
         is idle. An idle worker with an empty queue takes back unstarted work from a busy one.
         """
         actions = self._expire_due() if self._deadlines else []
-        up = [w for w in self._workers if w.up]
-        stalled = self._stalled(up)
+        up = [w for w in self._workers if w.up and not w.leaving]
+        stalled = self._stalled([w for w in self._workers if w.up])
         for worker in up:
             if not worker.batches and not (
                 stalled and self._take_back_for(worker, actions, stalled)
             ):
                 self._send(worker, actions)
         if not self._queued:
+            holders = [w for w in self._workers if w.up]
             for worker in up:
                 if not worker.batches:
-                    self._take_back_for(worker, actions, [w for w in up if w is not worker])
+                    self._take_back_for(worker, actions, [w for w in holders if w is not worker])
             return actions
         if all(worker.batches for worker in up):
             for worker in up:
@@ -920,6 +965,10 @@ class Scheduler:
 
     def _send(self, worker: _Worker, actions: list[Action]) -> None:
         size = self._sizer.next_size(self._queued, sum(1 for w in self._workers if w.up))
+        if self._max_per_worker is not None:  # no more than it may still process
+            size = min(size, self._max_per_worker - worker.processed - worker.held())
+            if size <= 0:
+                return
         items = self._take(size, alone_ok=not worker.batches)
         if items:
             actions.append(self._dispatch(worker, items))
@@ -1026,7 +1075,12 @@ class Scheduler:
         else:
             self._sizer.record(chunk.seconds, len(chunk.positions))
         batch.chunks += 1
-        self._workers[batch.worker].progress_at = self._clock()
+        holder = self._workers[batch.worker]
+        holder.progress_at = self._clock()
+        if self._max_per_worker is not None:
+            holder.processed += len(chunk.positions)
+            if holder.processed >= self._max_per_worker and not holder.leaving:
+                holder.leaving = holder.recycling = True  # replaced once it holds nothing
         if chunk.positions:
             batch.reported = chunk.positions[-1] + 1
             batch.started_upto = max(batch.started_upto, chunk.positions[-1])
@@ -1103,6 +1157,10 @@ class Scheduler:
                 if item.subscribers:
                     again.append(item)
         self._requeue(again)  # in their order, at the front
+        if not worker.batches:
+            worker.idle_since = self._clock()
+            if worker.leaving and worker.up:
+                return self._leave(worker) + self.fill()
         return self.fill()
 
     def _finish(self, item: _Item) -> None:
@@ -1143,9 +1201,76 @@ class Scheduler:
         return self.fill()
 
     def worker_back(self, worker: int) -> list[Action]:
-        """A dead worker was restarted and takes work again."""
-        self._workers[worker].up = True
+        """A worker (re)started, after a death or a recycling, or one just added: it takes
+        work (unless it is leaving: then it goes at once)."""
+        state = self._workers[worker]
+        state.up = True
+        state.idle_since = self._clock()
+        if state.recycling:
+            state.recycling = state.leaving = False
+            state.processed = 0
+        if state.leaving:
+            return self._leave(state) + self.fill()
         return self.fill()
+
+    # -- the pool's size -----------------------------------------------------------------
+
+    @property
+    def workers(self) -> int:
+        """Workers in the pool: alive and not being retired (recycled ones count)."""
+        return sum(1 for w in self._workers if w.alive and not (w.leaving and not w.recycling))
+
+    def add_workers(self, count: int) -> list[int]:
+        """Makes room for ``count`` more workers; returns their indices (slots of retired
+        ones first). Start each, then call :meth:`worker_back` with its index."""
+        free = [w.index for w in self._workers if not w.alive]
+        indices: list[int] = []
+        for _ in range(count):
+            if free:
+                index = free.pop(0)
+                self._workers[index] = _Worker(index)
+            else:
+                index = len(self._workers)
+                self._workers.append(_Worker(index))
+            indices.append(index)
+        return indices
+
+    def retire_workers(self, count: int) -> list[Action]:
+        """Shrinks the pool by ``count`` (never below one): workers not yet started or idle
+        go first, then those holding the least; each takes no more work, gives back what it
+        has not started, finishes what it has, and then goes (:class:`Retire`)."""
+        active = [w for w in self._workers if w.alive and not w.leaving]
+        count = min(count, len(active) - 1)
+        if count <= 0:
+            return []
+        chosen = sorted(active, key=lambda w: (w.up, w.held(), -w.index))[:count]
+        actions: list[Action] = []
+        for worker in chosen:
+            worker.leaving = True
+            if not worker.up and not worker.batches:  # starting, or restarting
+                actions.extend(self._leave(worker))
+                continue
+            for batch in worker.batches:
+                positions = batch.surely_unstarted(running=batch is worker.batches[0])
+                if positions and batch.taking_for == -1:
+                    batch.taking_for = OVERTAKE
+                    actions.append(TakeBack(worker.index, batch.batch_id, positions))
+            if not worker.batches:
+                actions.extend(self._leave(worker))
+        return actions + self.fill()
+
+    def _leave(self, worker: _Worker) -> list[Action]:
+        """A leaving worker holds nothing: it is retired, or replaced."""
+        worker.up = False
+        if worker.recycling:
+            self.worker_recycles += 1
+            return [Recycle(worker.index)]
+        worker.alive = False
+        return [Retire(worker.index)]
+
+    def idle_workers(self) -> list[float]:
+        """When each worker taking work that holds nothing became idle."""
+        return [w.idle_since for w in self._workers if w.up and not w.leaving and not w.batches]
 
     def worker_gone(self, worker: int, cause: BaseException) -> list[Action]:
         """A worker is gone for good. With none left, everything queued fails."""
@@ -1239,7 +1364,7 @@ class Scheduler:
         """
         typical = self._sizer.typical_seconds or 0.0
         steady = min(CHUNK_REQUESTS * typical, MAX_CHUNK_SECONDS)
-        wide = len(self._workers) * CHUNK_COST_SECONDS / CHUNK_SHARE
+        wide = self.workers * CHUNK_COST_SECONDS / CHUNK_SHARE
         return max(MIN_CHUNK_SECONDS, steady, wide)
 
     @property

@@ -16,6 +16,8 @@ from raypw.scheduler import (
     Dispatch,
     Expire,
     Kill,
+    Recycle,
+    Retire,
     Scheduler,
     Skip,
     SkipUnstarted,
@@ -35,14 +37,28 @@ class Pool:
     """A scheduler with fake workers. ``batches[w]`` lists the batches worker w holds."""
 
     def __init__(
-        self, workers: int = 2, max_retries: int = 3, timed: int = 1_000_000, grace: float = 5.0
+        self,
+        workers: int = 2,
+        max_retries: int = 3,
+        timed: int = 1_000_000,
+        grace: float = 5.0,
+        max_requests_per_worker: int | None = None,
     ) -> None:
         self.clock = Clock()
         sizer = BatchSizer(target_batch_seconds=0.02, max_batch_size=1000)
         sizer.timed = timed  # most tests start with a sizer that has seen enough
         sizer.seconds_per_request = 0.001  # 20 per batch at most
-        self.scheduler = Scheduler(workers, sizer, max_retries, clock=self.clock, grace=grace)
+        self.scheduler = Scheduler(
+            workers,
+            sizer,
+            max_retries,
+            clock=self.clock,
+            grace=grace,
+            max_requests_per_worker=max_requests_per_worker,
+        )
         self.batches: dict[int, list] = {w: [] for w in range(workers)}
+        self.retired: list[int] = []
+        self.recycled: list[int] = []
         self.started: dict[int, int] = {}  # batch id -> highest position started
         self.skips: list[Skip] = []
         self.take_backs: list[TakeBack] = []
@@ -72,6 +88,11 @@ class Pool:
             elif isinstance(action, Kill):
                 self.kills.append(action)
                 self.batches[action.worker].clear()  # the process dies with what it held
+            elif isinstance(action, Retire | Recycle):
+                assert not self.batches[action.worker], "a worker left holding work"
+                (self.retired if isinstance(action, Retire) else self.recycled).append(
+                    action.worker
+                )
 
     def connect(self, client: str) -> None:
         epoch, actions = self.scheduler.connect(client)
@@ -988,3 +1009,86 @@ def test_requests_without_a_priority_ask_no_worker_for_work_back():
     pool.submit("a", ["l1", "l2"])
     pool.submit("a", [f"r{i}" for i in range(50)])
     assert pool.take_backs == []
+
+
+# -- the pool's size -----------------------------------------------------------------------
+
+
+def test_a_grown_pool_gives_work_to_a_new_worker_once_it_is_up():
+    pool = Pool(workers=1)
+    pool.connect("a")
+    pool.submit("a", ["busy"])
+    pool.submit("a", ["ahead"])
+    pool.submit("a", [f"r{i}" for i in range(5)])
+    (new,) = pool.scheduler.add_workers(1)
+    pool.batches[new] = []
+    assert new == 1 and pool.scheduler.workers == 2
+    assert pool.batches[new] == []  # not up yet
+    pool.act(pool.scheduler.worker_back(new))
+    assert pool.requests(new) and pool.requests(new)[0][0] == "r0"
+
+
+def test_shrinking_retires_idle_workers_first():
+    pool = Pool(workers=3)
+    pool.connect("a")
+    pool.submit("a", ["busy"])  # on worker 0; 1 and 2 idle
+    pool.act(pool.scheduler.retire_workers(2))
+    assert sorted(pool.retired) == [1, 2] and pool.scheduler.workers == 1
+    pool.submit("a", ["later"])
+    assert pool.requests(1) == [] and pool.requests(2) == []
+
+
+def test_a_busy_worker_retired_finishes_what_it_started_and_gives_back_the_rest():
+    pool = Pool(workers=2)
+    pool.connect("a")
+    ids = pool.submit("a", [f"r{i}" for i in range(8)])
+    pool.submit("a", [f"s{i}" for i in range(8)])
+    running, behind = pool.batches[1]
+    assert len(running.requests) == 2
+    pool.finish(1, count=1, final=False)  # worker 1 is on the last request of its batch
+    pool.act(pool.scheduler.retire_workers(1))
+    (take,) = pool.take_backs  # what it has surely not started: the batch sent ahead
+    assert take == TakeBack(1, behind.batch_id, [0])
+    pool.give_back(take)
+    pool.finish(1)
+    assert pool.retired == []  # still holds the batch it gave back, until that ends
+    pool.finish(1)
+    assert pool.retired == [1] and pool.scheduler.workers == 1
+    while pool.batches[0]:
+        pool.finish(0)
+    results = pool.results("a")
+    assert all(results.get(i) is not None for i in ids)  # none lost
+    assert sorted(pool.ran) == sorted(set(pool.ran))  # none run twice
+
+
+def test_the_pool_never_shrinks_below_one_worker():
+    pool = Pool(workers=2)
+    pool.act(pool.scheduler.retire_workers(5))
+    assert len(pool.retired) == 1 and pool.scheduler.workers == 1
+
+
+def test_a_retired_workers_slot_is_used_again_when_the_pool_grows():
+    pool = Pool(workers=2)
+    pool.act(pool.scheduler.retire_workers(1))
+    (gone,) = pool.retired
+    assert pool.scheduler.add_workers(2) == [gone, 2]
+
+
+def test_a_worker_that_processed_its_allowance_is_replaced_between_batches():
+    pool = Pool(workers=1, max_requests_per_worker=5)
+    pool.connect("a")
+    pool.submit("a", [f"r{i}" for i in range(12)])
+    sizes = [len(b) for b in pool.requests(0)]
+    assert sum(sizes) <= 5  # its batches fit what it may still process
+    while pool.batches[0]:
+        pool.finish(0)
+    assert pool.recycled == [0] and pool.scheduler.worker_recycles == 1
+    assert pool.requests(0) == []  # nothing goes to it while it is replaced
+    pool.act(pool.scheduler.worker_back(0))  # the fresh one is up
+    while pool.batches[0]:
+        pool.finish(0)
+    pool.act(pool.scheduler.worker_back(0))
+    while pool.batches[0]:
+        pool.finish(0)
+    assert pool.ran == [f"r{i}" for i in range(12)]  # none lost, none repeated
+    assert pool.recycled == [0, 0]
