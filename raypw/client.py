@@ -650,6 +650,12 @@ class Client:
                 ),
             }
 
+    def resized(self, workers: int) -> None:
+        """The pool now has ``workers`` workers: a wider pool gets more requests sent ahead."""
+        with STATE_LOCK:
+            self._window = max(self._window, MIN_WINDOW, WINDOW_PER_WORKER * workers)
+            self._outbox_ready.notify()
+
     # -- threads ---------------------------------------------------------------------------
 
     def _send_loop(self) -> None:

@@ -125,6 +125,16 @@ class ServiceConfig(BaseModel):
         ),
     )
 
+    max_requests_per_worker: int | None = Field(
+        default=None,
+        ge=1,
+        strict=True,
+        description=(
+            "A worker that processed this many requests is replaced by a fresh one between "
+            "batches (for processors that leak); None: workers are never replaced."
+        ),
+    )
+
     @field_validator(
         "start_timeout", "client_timeout", "request_timeout", "request_timeout_grace", mode="before"
     )

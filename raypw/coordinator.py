@@ -11,6 +11,8 @@
                                     Skip / TakeBack / Expire --> worker.skip(batch_id, positions)
                                     Cancel --> ray.cancel(the batch's run() ref)
                                     Kill --> ray.kill(worker); Ray restarts it
+                                    Retire --> ray.kill(worker) for good (resize)
+                                    Recycle --> a fresh worker in its place
                                     timer --> scheduler.tick() at scheduler.next_timer()
 
 Every decision is the :class:`~raypw.scheduler.Scheduler`'s; this class only turns its actions
@@ -35,6 +37,8 @@ from raypw.scheduler import (
     Dispatch,
     Expire,
     Kill,
+    Recycle,
+    Retire,
     Scheduler,
     Skip,
     SkipUnstarted,
@@ -83,6 +87,7 @@ class Coordinator:
             sizer,
             config.max_retries,
             grace=config.request_timeout_grace,
+            max_requests_per_worker=config.max_requests_per_worker,
         )
         # The call that runs scheduler.tick() at its next deadline, and when that is.
         self._timer: asyncio.TimerHandle | None = None
@@ -90,6 +95,7 @@ class Coordinator:
         self._starting: asyncio.Future[list[int]] | None = None
         self._workers: list[Any] = []
         self._pids: list[int] = []  # process id of each worker, 0 while it restarts
+        self._retired: set[int] = set()  # slots of workers ended by a resize
         self._restarting: set[int] = set()
         self._runs: dict[int, Any] = {}  # batch id -> the ref of its run() call
         # Worker -> an event set when the batch last sent to it is over: a batch sent behind
@@ -121,23 +127,7 @@ class Coordinator:
     async def _start(self, timeout: float) -> list[int]:
         import ray
 
-        from raypw.worker import remote_worker_class
-
-        config = self._config
-        args, kwargs = config.init_args()
-        # Ray restarts a dead worker (its processor is rebuilt); the scheduler, not Ray,
-        # retries the requests it held, so each is counted against max_retries.
-        options = {
-            "scheduling_strategy": "SPREAD",
-            "max_restarts": -1,
-            "max_task_retries": 0,
-            **config.worker.actor_options(),
-        }
-        actor_class = remote_worker_class()
-        self._workers = [
-            actor_class.options(**options).remote(self._processor_class, args, kwargs)
-            for _ in range(config.parallel_workers)
-        ]
+        self._workers = [self._new_worker() for _ in range(self._config.parallel_workers)]
         try:
             pids = await asyncio.wait_for(
                 asyncio.gather(*(worker.ready.remote() for worker in self._workers)), timeout
@@ -151,6 +141,22 @@ class Coordinator:
         self._act(self._scheduler.workers_started())
         self._spawn(self._forget_silent_clients())
         return list(pids)
+
+    def _new_worker(self) -> Any:
+        """Creates one worker actor (its processor is built in the background)."""
+        from raypw.worker import remote_worker_class
+
+        config = self._config
+        args, kwargs = config.init_args()
+        # Ray restarts a dead worker (its processor is rebuilt); the scheduler, not Ray,
+        # retries the requests it held, so each is counted against max_retries.
+        options = {
+            "scheduling_strategy": "SPREAD",
+            "max_restarts": -1,
+            "max_task_retries": 0,
+            **config.worker.actor_options(),
+        }
+        return remote_worker_class().options(**options).remote(self._processor_class, args, kwargs)
 
     async def info(self) -> dict[str, Any]:
         """Describes the service: name, processor, configuration, creator."""
@@ -284,11 +290,81 @@ class Coordinator:
             except Exception:  # one failure must not end the forgetting for good
                 logger.exception("raypw: forgetting silent clients failed")
 
+    # -- the pool's size -----------------------------------------------------------------
+
+    async def resize(self, workers: int) -> int:
+        """Grows the pool to ``workers`` at once, or shrinks it: idle workers go first, and a
+        busy one gives back what it has not started and goes once it finished the rest.
+
+        Returns:
+            The pool's size now: ``workers`` (a pool never shrinks below one).
+
+        Raises:
+            Exception: A new worker's processor constructor raised, or the new workers were
+                not up within ``start_timeout``; those that failed are not kept.
+        """
+        scheduler = self._scheduler
+        now = scheduler.workers
+        if workers < now:
+            self._act(scheduler.retire_workers(now - workers))
+        elif workers > now:
+            results = await asyncio.gather(
+                *(self._add_worker(index) for index in scheduler.add_workers(workers - now)),
+                return_exceptions=True,
+            )
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
+        return scheduler.workers
+
+    async def _add_worker(self, index: int) -> None:
+        """Starts a worker in slot ``index`` and hands it to the scheduler once it is up."""
+        import ray
+
+        actor = self._new_worker()
+        if index == len(self._workers):
+            self._workers.append(actor)
+            self._pids.append(0)
+        else:
+            self._workers[index] = actor
+            self._pids[index] = 0
+        self._retired.discard(index)
+        try:
+            pid = await asyncio.wait_for(actor.ready.remote(), self._config.start_timeout)
+        except BaseException as exc:
+            ray.kill(actor, no_restart=True)
+            self._retired.add(index)
+            self._act(self._scheduler.worker_gone(index, exc))
+            raise
+        if self._workers[index] is actor:
+            self._pids[index] = pid
+            self._act(self._scheduler.worker_back(index))
+
+    def _retire(self, index: int) -> None:
+        """Ends a worker the pool no longer needs (it holds nothing)."""
+        import ray
+
+        ray.kill(self._workers[index], no_restart=True)
+        self._pids[index] = 0
+        self._retired.add(index)
+
+    async def _recycle(self, index: int) -> None:
+        """Replaces a worker that processed ``max_requests_per_worker`` with a fresh one."""
+        import ray
+
+        old = self._workers[index]
+        ray.kill(old, no_restart=True)
+        self._pids[index] = 0
+        try:
+            await self._add_worker(index)
+        except BaseException as exc:
+            logger.error("raypw could not replace recycled worker %d: %s", index, exc)
+
     # -- status --------------------------------------------------------------------------
 
     async def worker_pids(self) -> list[int]:
         """Returns the process id of each worker (0 while one is being restarted)."""
-        return list(self._pids)
+        return [pid for index, pid in enumerate(self._pids) if index not in self._retired]
 
     async def stats(self) -> dict[str, Any]:
         """Returns the service-wide counters."""
@@ -298,7 +374,8 @@ class Coordinator:
             "running": scheduler.running,
             "processed": scheduler.processed,
             "deduplicated": scheduler.deduplicated,
-            "workers": len(self._workers),
+            "workers": scheduler.workers,
+            "worker_recycles": scheduler.worker_recycles,
             "workers_alive": scheduler.workers_alive,
             "throughput": self._throughput.rate(),
             "worker_restarts": scheduler.worker_restarts,
@@ -325,6 +402,10 @@ class Coordinator:
                 self._spawn(self._expire(action))
             elif isinstance(action, Kill):
                 self._kill(action.worker)
+            elif isinstance(action, Retire):
+                self._retire(action.worker)
+            elif isinstance(action, Recycle):
+                self._spawn(self._recycle(action.worker))
         self._wake()
         self._arm_timer()
 
@@ -479,10 +560,13 @@ class Coordinator:
 
         deadline = time.monotonic() + self._config.start_timeout
         died = 0
+        actor = self._workers[index]
         try:
             while time.monotonic() < deadline:
+                if self._workers[index] is not actor or index in self._retired:
+                    return  # retired or replaced meanwhile: nothing to wait for
                 try:
-                    pid = await self._workers[index].ready.remote()
+                    pid = await actor.ready.remote()
                 except ActorDiedError:
                     # Out of restarts, or its constructor failed on restart; or, just after a
                     # kill, the call went to the old process as it died.
@@ -496,9 +580,13 @@ class Coordinator:
                     if old_pid and pid == old_pid:
                         await asyncio.sleep(0.05)  # the old process, not yet dead
                         continue
+                    if self._workers[index] is not actor or index in self._retired:
+                        return
                     self._pids[index] = pid
                     self._act(self._scheduler.worker_back(index))
                     return
+            if self._workers[index] is not actor or index in self._retired:
+                return
             logger.error("raypw worker %d is gone for good: %s", index, cause)
             self._act(self._scheduler.worker_gone(index, cause))
         finally:

@@ -124,6 +124,9 @@ class ProcessorService(Generic[RequestT, ResultT]):
             beyond that ``queue_request`` waits for room (see its ``block`` and
             ``block_timeout``). Bounds memory when requests come faster than the pool takes
             them. None: no limit.
+        max_requests_per_worker: A worker that processed this many requests is replaced by
+            a fresh one (its processor built again) between batches, without losing or
+            repeating a request: for processors that leak memory. None: never.
 
     Raises:
         pydantic.ValidationError: (a ``ValueError``) an argument is invalid; the message names
@@ -153,6 +156,7 @@ class ProcessorService(Generic[RequestT, ResultT]):
         request_timeout: float | None = None,
         request_timeout_grace: float = 5.0,
         max_queued: int | None = None,
+        max_requests_per_worker: int | None = None,
     ) -> None:
         if not (isinstance(processor_class, type) and issubclass(processor_class, Processor)):
             raise TypeError(
@@ -172,6 +176,7 @@ class ProcessorService(Generic[RequestT, ResultT]):
             "request_timeout": request_timeout,
             "request_timeout_grace": request_timeout_grace,
             "max_queued": max_queued,
+            "max_requests_per_worker": max_requests_per_worker,
         }
         if worker is not None:
             fields["worker"] = worker
@@ -565,6 +570,54 @@ class ProcessorService(Generic[RequestT, ResultT]):
             return list(self._worker_pids)
         return pids
 
+    def resize(self, parallel_workers: int) -> int:
+        """Changes the number of workers of the running service. Thread-safe.
+
+        Growing starts the new workers and returns once their processors are built; they
+        take queued work at once. Shrinking returns at once: idle workers go first, and a
+        busy one gives back the requests it has not started and goes when it finished the
+        one it runs, so no started request is lost. A pool never shrinks below one worker.
+        ``stats().workers`` shows the new size at once.
+
+        Args:
+            parallel_workers: The number of workers wanted, at least 1.
+
+        Returns:
+            The number of workers now.
+
+        Raises:
+            TypeError: ``parallel_workers`` is not an int.
+            ValueError: ``parallel_workers`` is below 1.
+            ServiceNotRunningError: the service is not running.
+            ServiceStartError: a new worker's processor constructor raised, or the new
+                workers were not up within ``start_timeout``; the pool keeps those that came
+                up.
+        """
+        import ray
+
+        if isinstance(parallel_workers, bool) or not isinstance(parallel_workers, int):
+            raise TypeError(
+                f"parallel_workers must be an int, got {type(parallel_workers).__name__}"
+            )
+        if parallel_workers < 1:
+            raise ValueError(f"parallel_workers must be at least 1, got {parallel_workers}")
+        client = self._running_client()
+        coordinator = self._coordinator
+        client.resized(parallel_workers)
+        try:
+            workers: int = ray.get(coordinator.resize.remote(parallel_workers))
+        except ray.exceptions.RayTaskError as exc:
+            cause = getattr(exc, "cause", None) or exc
+            raise ServiceStartError(
+                f"could not add worker(s) of {self.processor_class.__qualname__}: "
+                f"{_describe(cause)}"
+            ) from exc
+        finally:
+            # A coordinator that replaces a dead one starts the pool at its latest size.
+            size = ray.get(coordinator.stats.remote(), timeout=30)["workers"]
+            self.config = self.config.model_copy(update={"parallel_workers": size})
+        return workers
+
     @property
     def running(self) -> bool:
         """True between ``start()`` and ``stop()``."""
@@ -708,6 +761,7 @@ class ProcessorService(Generic[RequestT, ResultT]):
             throughput=shared["throughput"],
             worker_restarts=shared["worker_restarts"],
             coordinator_replacements=self._recoveries,
+            worker_recycles=shared["worker_recycles"],
         )
 
     def __repr__(self) -> str:

@@ -30,13 +30,16 @@ class ServiceStats:
         running: Distinct requests sent to workers: in the batch each runs, or the one
             waiting behind it.
         processed: Requests the workers have processed (all programs, this coordinator).
-        workers: Workers the service was configured with.
-        workers_alive: Workers up now.
+        workers: Workers in the pool now: the configured number, or what
+            :meth:`~raypw.ProcessorService.resize` made it (a worker being retired no longer
+            counts).
+        workers_alive: Workers not gone for good (retiring ones included).
         throughput: Requests processed per second over the last few seconds.
         worker_restarts: Workers Ray restarted after they died (this coordinator).
         coordinator_replacements: Times this program replaced a dead coordinator.
         timed_out: This program's promises that failed with
             :class:`~raypw.RequestTimeoutError` (counted in ``failed`` too).
+        worker_recycles: Workers replaced after ``max_requests_per_worker`` requests.
     """
 
     pending: int
@@ -53,6 +56,7 @@ class ServiceStats:
     worker_restarts: int = 0
     coordinator_replacements: int = 0
     timed_out: int = 0
+    worker_recycles: int = 0
 
     def _repr_html_(self) -> str:
         rows = "".join(

@@ -74,6 +74,17 @@ class BrokenConstructor(Processor):
         return request
 
 
+class BreaksWhenFlagged(Processor):
+    """Builds while the file ``flag`` does not exist; once it does, its constructor raises."""
+
+    def __init__(self, flag: str) -> None:
+        if Path(flag).exists():
+            raise RuntimeError("model file not found")
+
+    def process(self, request):
+        return request
+
+
 class Stamper(Processor):
     """Appends ``request start-time pid`` per processed request; "poison" kills its worker.
 
