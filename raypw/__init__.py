@@ -1,6 +1,6 @@
 """raypw: a pool of stateful workers on Ray, with a promise for every request."""
 
-from raypw.config import BatchingConfig, ServiceConfig, WorkerResources
+from raypw.config import AutoscaleConfig, BatchingConfig, ServiceConfig, WorkerResources
 from raypw.errors import (
     PromiseAbortedError,
     QueueFullError,
@@ -23,6 +23,7 @@ from raypw.stats import ServiceStats
 __version__ = "0.1.0"
 
 __all__ = [
+    "AutoscaleConfig",
     "BatchingConfig",
     "Processor",
     "ProcessorService",

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["BatchingConfig", "ServiceConfig", "WorkerResources"]
+__all__ = ["AutoscaleConfig", "BatchingConfig", "ServiceConfig", "WorkerResources"]
 
 
 class WorkerResources(BaseModel):
@@ -50,6 +50,34 @@ class BatchingConfig(BaseModel):
     target_batch_seconds: float = Field(default=0.02, gt=0, le=60)
     max_batch_seconds: float = Field(default=0.25, gt=0, le=600)
     max_batch_size: int = Field(default=4096, ge=1)
+
+
+class AutoscaleConfig(BaseModel):
+    """How a pool grows and shrinks on its own, between ``min_workers`` and ``max_workers``.
+
+    Every ``check_seconds`` the coordinator estimates how long the work waiting now would
+    wait (the requests not started times the usual time per request, over the workers). When
+    that is over ``target_wait_seconds`` it grows the pool to as many workers as bring the wait
+    under it (at most ``max_workers``); with nothing waiting, it retires workers idle for
+    ``idle_seconds`` (never below ``min_workers``). On a Ray cluster, workers that need
+    resources no node has wait to be placed, which is what makes Ray's autoscaler add nodes.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    min_workers: int = Field(ge=1)
+    max_workers: int = Field(ge=1)
+    target_wait_seconds: float = Field(default=1.0, gt=0)
+    idle_seconds: float = Field(default=30.0, gt=0)
+    check_seconds: float = Field(default=0.5, gt=0, le=60)
+
+    @model_validator(mode="after")
+    def _max_is_not_below_min(self) -> AutoscaleConfig:
+        if self.max_workers < self.min_workers:
+            raise ValueError(
+                f"max_workers ({self.max_workers}) is below min_workers ({self.min_workers})"
+            )
+        return self
 
 
 class ServiceConfig(BaseModel):
@@ -125,6 +153,14 @@ class ServiceConfig(BaseModel):
         ),
     )
 
+    autoscale: AutoscaleConfig | None = Field(
+        default=None,
+        description=(
+            "Grow and shrink the pool with the work (parallel_workers=(min, max) is short for "
+            "autoscale=AutoscaleConfig(min_workers=min, max_workers=max)); None: a fixed pool."
+        ),
+    )
+
     max_requests_per_worker: int | None = Field(
         default=None,
         ge=1,
@@ -148,6 +184,38 @@ class ServiceConfig(BaseModel):
     @classmethod
     def _infinity_is_no_deadline(cls, value: float | None) -> float | None:
         return None if value is not None and math.isinf(value) else value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _a_range_of_workers_autoscales(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        data = dict(data)
+        workers = data.get("parallel_workers")
+        if isinstance(workers, tuple) and len(workers) == 2:
+            if data.get("autoscale") is not None:
+                raise ValueError(
+                    "parallel_workers: give a (min, max) range or autoscale=, not both"
+                )
+            data["autoscale"] = {"min_workers": workers[0], "max_workers": workers[1]}
+            data["parallel_workers"] = workers[0]
+        elif workers is None and data.get("autoscale") is not None:
+            scale = data["autoscale"]
+            low = scale.get("min_workers") if isinstance(scale, Mapping) else scale.min_workers
+            data["parallel_workers"] = low
+        return data
+
+    @model_validator(mode="after")
+    def _workers_within_autoscale(self) -> ServiceConfig:
+        scale = self.autoscale
+        if scale is not None and not (
+            scale.min_workers <= self.parallel_workers <= scale.max_workers
+        ):
+            raise ValueError(
+                f"parallel_workers ({self.parallel_workers}) is outside autoscale's range "
+                f"{scale.min_workers}..{scale.max_workers}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _detached_needs_a_name(self) -> ServiceConfig:

@@ -28,6 +28,7 @@ import logging
 import time
 from typing import Any
 
+from raypw.autoscale import Autoscaler
 from raypw.batching import BatchSizer
 from raypw.config import ServiceConfig
 from raypw.protocol import Abort, Closed, News, Submit
@@ -140,6 +141,8 @@ class Coordinator:
         self._pids = list(pids)
         self._act(self._scheduler.workers_started())
         self._spawn(self._forget_silent_clients())
+        if self._config.autoscale is not None:
+            self._spawn(self._autoscale(Autoscaler(self._config.autoscale)))
         return list(pids)
 
     def _new_worker(self) -> Any:
@@ -316,6 +319,35 @@ class Coordinator:
                 if isinstance(result, BaseException):
                     raise result
         return scheduler.workers
+
+    async def _autoscale(self, autoscaler: Autoscaler) -> None:
+        """Resizes the pool to what the autoscaler asks for, every ``check_seconds``."""
+        scheduler = self._scheduler
+        while True:
+            await asyncio.sleep(autoscaler.config.check_seconds)
+            try:
+                workers = scheduler.workers
+                target = autoscaler.target(
+                    workers=workers,
+                    waiting=scheduler.waiting,
+                    typical_seconds=scheduler.typical_seconds,
+                    idle_since=scheduler.idle_workers(),
+                    now=time.monotonic(),
+                )
+                if target > workers:
+                    for index in scheduler.add_workers(target - workers):
+                        self._spawn(self._scale_up(autoscaler, index))
+                elif target < workers:
+                    self._act(scheduler.retire_workers(workers - target))
+            except Exception:  # one failure must not end autoscaling for good
+                logger.exception("raypw: autoscaling failed")
+
+    async def _scale_up(self, autoscaler: Autoscaler, index: int) -> None:
+        try:
+            await self._add_worker(index)
+        except Exception as exc:
+            autoscaler.grow_failed(time.monotonic())
+            logger.error("raypw could not add a worker (autoscale): %s", exc)
 
     async def _add_worker(self, index: int) -> None:
         """Starts a worker in slot ``index`` and hands it to the scheduler once it is up."""

@@ -1368,6 +1368,17 @@ class Scheduler:
         return max(MIN_CHUNK_SECONDS, steady, wide)
 
     @property
+    def typical_seconds(self) -> float | None:
+        """The usual time one request takes; None before any was timed."""
+        return self._sizer.typical_seconds
+
+    @property
+    def waiting(self) -> int:
+        """Requests not started: queued, or sent to a worker behind the one it runs."""
+        busy = sum(1 for w in self._workers if w.batches)
+        return self._queued + max(0, self.running - busy)
+
+    @property
     def workers_up(self) -> int:
         return sum(1 for w in self._workers if w.up)
 

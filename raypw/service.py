@@ -38,7 +38,7 @@ from types import TracebackType
 from typing import Any, Generic
 
 from raypw.client import Client
-from raypw.config import BatchingConfig, ServiceConfig, WorkerResources
+from raypw.config import AutoscaleConfig, BatchingConfig, ServiceConfig, WorkerResources
 from raypw.errors import ServiceNotFoundError, ServiceNotRunningError, ServiceStartError
 from raypw.output import OutputWatch, show_every_line
 from raypw.processor import Processor, RequestT, ResultT
@@ -92,7 +92,9 @@ class ProcessorService(Generic[RequestT, ResultT]):
 
     Args:
         processor_class: A :class:`~raypw.Processor` subclass.
-        parallel_workers: Number of worker actors.
+        parallel_workers: Number of worker actors (10 by default), or a ``(min, max)`` range:
+            the pool then grows with the work and shrinks when idle (short for
+            ``autoscale=AutoscaleConfig(min_workers=min, max_workers=max)``).
         processor_class_init_args: Arguments for each processor's constructor: a sequence
             (positional) or a mapping (keyword); None for none.
         key: Function giving a request's dedup key; by default the request itself, which must
@@ -124,6 +126,10 @@ class ProcessorService(Generic[RequestT, ResultT]):
             beyond that ``queue_request`` waits for room (see its ``block`` and
             ``block_timeout``). Bounds memory when requests come faster than the pool takes
             them. None: no limit.
+        autoscale: An :class:`~raypw.config.AutoscaleConfig` (or a dict of its fields): grow
+            the pool while work waits longer than ``target_wait_seconds``, retire workers idle
+            for ``idle_seconds``, within ``min_workers..max_workers``; the pool starts at
+            ``min_workers`` unless ``parallel_workers`` says otherwise.
         max_requests_per_worker: A worker that processed this many requests is replaced by
             a fresh one (its processor built again) between batches, without losing or
             repeating a request: for processors that leak memory. None: never.
@@ -141,7 +147,7 @@ class ProcessorService(Generic[RequestT, ResultT]):
     def __init__(
         self,
         processor_class: type[Processor[RequestT, ResultT]],
-        parallel_workers: int = 10,
+        parallel_workers: int | tuple[int, int] | None = None,
         processor_class_init_args: Sequence[Any] | Mapping[str, Any] | None = None,
         *,
         key: Callable[[RequestT], Hashable] | None = None,
@@ -157,6 +163,7 @@ class ProcessorService(Generic[RequestT, ResultT]):
         request_timeout_grace: float = 5.0,
         max_queued: int | None = None,
         max_requests_per_worker: int | None = None,
+        autoscale: AutoscaleConfig | Mapping[str, Any] | None = None,
     ) -> None:
         if not (isinstance(processor_class, type) and issubclass(processor_class, Processor)):
             raise TypeError(
@@ -165,7 +172,6 @@ class ProcessorService(Generic[RequestT, ResultT]):
         if key is not None and not callable(key):
             raise TypeError(f"key must be a function of the request, got {key!r}")
         fields: dict[str, Any] = {
-            "parallel_workers": parallel_workers,
             "processor_class_init_args": processor_class_init_args,
             "address": address,
             "start_timeout": start_timeout,
@@ -178,6 +184,10 @@ class ProcessorService(Generic[RequestT, ResultT]):
             "max_queued": max_queued,
             "max_requests_per_worker": max_requests_per_worker,
         }
+        if parallel_workers is not None:
+            fields["parallel_workers"] = parallel_workers
+        if autoscale is not None:
+            fields["autoscale"] = autoscale
         if worker is not None:
             fields["worker"] = worker
         if batching is not None:

@@ -10,6 +10,7 @@ from raypw.config import ServiceConfig
 def test_all_names_are_exported_and_nothing_else_public():
     public = {name for name in dir(raypw) if not name.startswith("_")}
     modules = {
+        "autoscale",
         "backlog",
         "batching",
         "cli",
