@@ -59,6 +59,11 @@ POLL_SECONDS = 2.0
 KILLED_WORKER_DEATHS = 10
 
 
+class WorkerRestartedError(RuntimeError):
+    """A call meant for a worker's process reached the one Ray started in its place: the
+    process the batch went to died."""
+
+
 class Coordinator:
     """The service's coordinator actor: runs the scheduler's actions and the clients' polls.
 
@@ -99,6 +104,7 @@ class Coordinator:
         self._retired: set[int] = set()  # slots of workers ended by a resize
         self._restarting: set[int] = set()
         self._runs: dict[int, Any] = {}  # batch id -> the ref of its run() call
+        self._batch_pids: dict[int, int] = {}  # batch id -> the process it was sent to
         # Worker -> an event set when the batch last sent to it is over: a batch sent behind
         # another settles nothing before that one ended, so one worker's results arrive in
         # the order it produced them (their outcomes() answers race otherwise).
@@ -421,6 +427,11 @@ class Coordinator:
 
         for action in actions:
             if isinstance(action, Dispatch):
+                # Sent here, so a skip or a cancel that follows finds the run and the
+                # process it went to.
+                pid = self._batch_pids[action.batch.batch_id] = self._pids[action.worker]
+                worker = self._workers[action.worker]
+                self._runs[action.batch.batch_id] = worker.run.remote(action.batch, pid)
                 self._spawn(self._run(action))
             elif isinstance(action, Skip):
                 self._spawn(self._skip(action))
@@ -476,19 +487,21 @@ class Coordinator:
         task.add_done_callback(self._tasks.discard)
 
     async def _run(self, action: Dispatch) -> None:
-        """Sends a batch and feeds its outcomes to the scheduler as they come: one
+        """Feeds a sent batch's outcomes to the scheduler as they come: one
         ``outcomes`` call waits on the worker at a time, and is made again at once."""
         from ray.exceptions import RayActorError, RayError, RayTaskError, TaskCancelledError
 
         scheduler = self._scheduler
         index, batch_id = action.worker, action.batch.batch_id
         worker = self._workers[index]
-        self._runs[batch_id] = worker.run.remote(action.batch)
+        pid = self._batch_pids[batch_id]
         before = self._last_ended.get(index)
         ended = self._last_ended[index] = asyncio.Event()
         try:
             while True:
-                chunk = await worker.outcomes.remote(batch_id, scheduler.chunk_seconds)
+                chunk = await worker.outcomes.remote(batch_id, scheduler.chunk_seconds, pid)
+                if chunk is None:  # Ray restarted the worker: the call reached the new one
+                    raise WorkerRestartedError(f"worker {index} (pid {pid}) died")
                 if before is not None:
                     await before.wait()
                     before = None
@@ -498,7 +511,7 @@ class Coordinator:
                     break
             with contextlib.suppress(RayError):  # its outcomes said all: read, not leave, it
                 await self._runs[batch_id]
-        except RayActorError as exc:  # the worker process or its node died
+        except (RayActorError, WorkerRestartedError) as exc:  # the process or its node died
             if scheduler.has_batch(batch_id):  # not a death already handled
                 self._worker_died(index, exc)
         except TaskCancelledError as exc:  # nobody wanted what it still ran
@@ -514,6 +527,7 @@ class Coordinator:
             self._act(scheduler.batch_failed(batch_id, exc, retry=False))
         finally:
             self._runs.pop(batch_id, None)
+            self._batch_pids.pop(batch_id, None)
             ended.set()
 
     async def _skip_positions(
@@ -523,8 +537,11 @@ class Coordinator:
         started, or None if the worker died (the batch's runner handles that)."""
         from ray.exceptions import RayError
 
+        pid = self._batch_pids.get(batch_id, 0)  # 0 once the batch ended: no process
         try:
-            late: list[int] = await self._workers[worker].skip.remote(batch_id, positions)
+            late: list[int] | None = await self._workers[worker].skip.remote(
+                batch_id, positions, pid
+            )
         except RayError:
             return None
         return late

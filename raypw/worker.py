@@ -14,6 +14,12 @@ On a third channel the coordinator sends positions not to start (``skip``): requ
 or taken back for an idle worker. Its answer is final: a position it does not return as
 started is never processed here, and the batch's last chunk lists it as skipped.
 
+Each call names the process it is meant for (``process_id``): Ray restarts a dead worker
+under the same handle, and a call sent to the process that died can reach the new one. The
+new process refuses it (``run`` does nothing, ``outcomes`` and ``skip`` answer None), so
+the coordinator learns of the death instead of taking the new process's silence about a
+batch it never saw for "not started".
+
 Every value leaves as plain data or :class:`~raypw.protocol.Pickled` bytes made here, and a
 value that cannot travel fails its own request with a clear error: a request that cannot be
 rebuilt here, a result that cannot be pickled, an exception that could not be rebuilt on the
@@ -153,8 +159,16 @@ class _Worker:
         return os.getpid()
 
     @ray.method(concurrency_group="work")
-    def run(self, batch: WorkBatch) -> None:
-        """Processes a batch into its outbox; skips positions withdrawn in time."""
+    def run(self, batch: WorkBatch, process_id: int | None = None) -> None:
+        """Processes a batch into its outbox; skips positions withdrawn in time.
+
+        Args:
+            batch: The requests.
+            process_id: The process the batch was sent to; another one does nothing. None:
+                any (a direct call).
+        """
+        if not _meant_for_me(process_id):
+            return
         batch_id = batch.batch_id
         with self._lock:
             self._current = batch_id
@@ -179,9 +193,14 @@ class _Worker:
             outbox.finish(skipped, failure)
 
     @ray.method(concurrency_group="outcomes")
-    def outcomes(self, batch_id: int, chunk_seconds: float = 0.001) -> OutcomeChunk:
+    def outcomes(
+        self, batch_id: int, chunk_seconds: float = 0.001, process_id: int | None = None
+    ) -> OutcomeChunk | None:
         """Waits for outcomes of a batch and returns them, at most every ``chunk_seconds``;
-        the last chunk says ``final``."""
+        the last chunk says ``final``. None: this is not process ``process_id`` (the one
+        the batch went to died)."""
+        if not _meant_for_me(process_id):
+            return None
         with self._lock:
             outbox = self._outbox(batch_id)
         chunk = outbox.take(chunk_seconds)
@@ -255,12 +274,17 @@ class _Worker:
         return _remote_error(exc, f"{self._name}.{function_name}")
 
     @ray.method(concurrency_group="control")
-    def skip(self, batch_id: int, positions: list[int]) -> list[int]:
+    def skip(
+        self, batch_id: int, positions: list[int], process_id: int | None = None
+    ) -> list[int] | None:
         """Marks positions of a batch to be skipped; returns those that had already started.
 
         The answer is final: a position not returned is never processed by this batch, and
-        its last chunk lists it as skipped.
+        its last chunk lists it as skipped. None: this is not process ``process_id`` (the
+        one the batch went to died, and what it started is unknown).
         """
+        if not _meant_for_me(process_id):
+            return None
         with self._lock:
             if batch_id in self._finished:
                 return list(positions)
@@ -273,6 +297,11 @@ class _Worker:
             # The batch has not arrived yet: it will skip them when it does.
             self._skips.setdefault(batch_id, set()).update(positions)
             return []
+
+
+def _meant_for_me(process_id: int | None) -> bool:
+    """Whether a call naming ``process_id`` is for this process (None: for any)."""
+    return process_id is None or process_id == os.getpid()
 
 
 def _overrides_process_batch(processor_class: type) -> bool:
