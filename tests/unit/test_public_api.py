@@ -1,4 +1,8 @@
+import json
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pydantic
 import pytest
@@ -33,6 +37,31 @@ def test_all_names_are_exported_and_nothing_else_public():
         "worker",
     }
     assert set(raypw.__all__) - {"__version__"} == public - modules
+
+
+def test_every_public_name_loads_from_its_module():
+    for name in raypw.__all__:
+        value = getattr(raypw, name)
+        if name != "__version__":
+            assert getattr(sys.modules[value.__module__], name) is value
+    with pytest.raises(AttributeError, match="no_such_name"):
+        raypw.no_such_name  # noqa: B018
+
+
+def test_a_worker_process_imports_only_what_it_runs():
+    # A worker actor imports raypw.worker and the user's processor module (raypw.Processor):
+    # never the client, the service or pydantic.
+    code = (
+        "import json, sys, raypw.worker, raypw\n"
+        "raypw.Processor\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith(('raypw', 'pydantic')))))"
+    )
+    root = Path(raypw.__file__).parents[1]  # this raypw, not an installed one
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
+    )
+    loaded = json.loads(done.stdout)
+    assert loaded == ["raypw", "raypw.errors", "raypw.processor", "raypw.protocol", "raypw.worker"]
 
 
 def test_errors_keep_stdlib_bases():
