@@ -124,6 +124,9 @@ class ProcessorService(Generic[RequestT, ResultT]):
             beyond that ``queue_request`` waits for room (see its ``block`` and
             ``block_timeout``). Bounds memory when requests come faster than the pool takes
             them. None: no limit.
+        metrics: Export the service's queue, workers, counts and timings through
+            ``ray.util.metrics``, to Ray's Prometheus endpoint, tagged with the service's
+            name (README "Metrics"). False records none.
 
     Raises:
         pydantic.ValidationError: (a ``ValueError``) an argument is invalid; the message names
@@ -153,6 +156,7 @@ class ProcessorService(Generic[RequestT, ResultT]):
         request_timeout: float | None = None,
         request_timeout_grace: float = 5.0,
         max_queued: int | None = None,
+        metrics: bool = True,
     ) -> None:
         if not (isinstance(processor_class, type) and issubclass(processor_class, Processor)):
             raise TypeError(
@@ -172,6 +176,7 @@ class ProcessorService(Generic[RequestT, ResultT]):
             "request_timeout": request_timeout,
             "request_timeout_grace": request_timeout_grace,
             "max_queued": max_queued,
+            "metrics": metrics,
         }
         if worker is not None:
             fields["worker"] = worker
