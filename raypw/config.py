@@ -171,6 +171,15 @@ class ServiceConfig(BaseModel):
         ),
     )
 
+    metrics: bool = Field(
+        default=True,
+        strict=True,
+        description=(
+            "Export the service's counters and timings through ray.util.metrics "
+            "(README 'Metrics'); False records none."
+        ),
+    )
+
     @field_validator(
         "start_timeout", "client_timeout", "request_timeout", "request_timeout_grace", mode="before"
     )

@@ -14,6 +14,7 @@
                                     Retire --> ray.kill(worker) for good (resize)
                                     Recycle --> a fresh worker in its place
                                     timer --> scheduler.tick() at scheduler.next_timer()
+                                    every 1 s --> metrics.update(counts) --> ray.util.metrics
 
 Every decision is the :class:`~raypw.scheduler.Scheduler`'s; this class only turns its actions
 into Ray calls and Ray's answers into its events. It runs one event loop in one thread, so
@@ -31,6 +32,7 @@ from typing import Any
 from raypw.autoscale import Autoscaler
 from raypw.batching import BatchSizer
 from raypw.config import ServiceConfig
+from raypw.metrics import METRICS_SECONDS, Counts, ServiceMetrics, service_tags
 from raypw.protocol import Abort, Closed, News, Submit
 from raypw.scheduler import (
     Action,
@@ -112,6 +114,15 @@ class Coordinator:
         self._mail: dict[str, asyncio.Event] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._throughput = Throughput()
+        self._metrics: ServiceMetrics | None = None
+        if config.metrics:
+            self._metrics = ServiceMetrics(
+                service_tags(
+                    config.name,
+                    str(service_info.get("creator", "")),
+                    str(service_info.get("processor", "")),
+                )
+            )
         self._closed = False
 
     # -- start and stop ------------------------------------------------------------------
@@ -149,6 +160,8 @@ class Coordinator:
         self._spawn(self._forget_silent_clients())
         if self._config.autoscale is not None:
             self._spawn(self._autoscale(Autoscaler(self._config.autoscale)))
+        if self._metrics is not None:
+            self._spawn(self._export_metrics(self._metrics))
         return list(pids)
 
     def _new_worker(self) -> Any:
@@ -398,6 +411,20 @@ class Coordinator:
         except BaseException as exc:
             logger.error("raypw could not replace recycled worker %d: %s", index, exc)
 
+    async def _export_metrics(self, metrics: ServiceMetrics) -> None:
+        """Brings the service's Ray metrics up to date every ``METRICS_SECONDS``. A failure
+        is logged once (until an update succeeds again) and never stops the service."""
+        failing = False
+        while True:
+            try:
+                metrics.update(self._counts())
+                failing = False
+            except Exception:
+                if not failing:
+                    logger.exception("raypw: updating the service's metrics failed")
+                failing = True
+            await asyncio.sleep(METRICS_SECONDS)
+
     # -- status --------------------------------------------------------------------------
 
     async def worker_pids(self) -> list[int]:
@@ -406,19 +433,35 @@ class Coordinator:
 
     async def stats(self) -> dict[str, Any]:
         """Returns the service-wide counters."""
-        scheduler = self._scheduler
+        counts = self._counts()
         return {
-            "queued": scheduler.queued,
-            "running": scheduler.running,
-            "processed": scheduler.processed,
-            "deduplicated": scheduler.deduplicated,
-            "workers": scheduler.workers,
-            "worker_recycles": scheduler.worker_recycles,
-            "workers_alive": scheduler.workers_alive,
+            "queued": counts.queued,
+            "running": counts.running,
+            "processed": counts.processed,
+            "failed": counts.failed,
+            "timed_out": counts.timed_out,
+            "deduplicated": counts.deduplicated,
+            "workers": counts.workers,
+            "workers_alive": counts.workers_alive,
+            "worker_recycles": self._scheduler.worker_recycles,
             "throughput": self._throughput.rate(),
-            "worker_restarts": scheduler.worker_restarts,
-            "clients": scheduler.clients,
+            "worker_restarts": counts.worker_restarts,
+            "clients": self._scheduler.clients,
         }
+
+    def _counts(self) -> Counts:
+        scheduler = self._scheduler
+        return Counts(
+            queued=scheduler.queued,
+            running=scheduler.running,
+            workers=scheduler.workers,
+            workers_alive=scheduler.workers_alive,
+            processed=scheduler.processed,
+            failed=scheduler.failed,
+            timed_out=scheduler.timed_out,
+            deduplicated=scheduler.deduplicated,
+            worker_restarts=scheduler.worker_restarts,
+        )
 
     # -- performing the scheduler's actions -----------------------------------------------
 
@@ -491,7 +534,7 @@ class Coordinator:
         ``outcomes`` call waits on the worker at a time, and is made again at once."""
         from ray.exceptions import RayActorError, RayError, RayTaskError, TaskCancelledError
 
-        scheduler = self._scheduler
+        scheduler, metrics = self._scheduler, self._metrics
         index, batch_id = action.worker, action.batch.batch_id
         worker = self._workers[index]
         pid = self._batch_pids[batch_id]
@@ -506,6 +549,8 @@ class Coordinator:
                     await before.wait()
                     before = None
                 self._throughput.add(len(chunk.positions))
+                if metrics is not None:
+                    metrics.chunk(len(chunk.positions), chunk.seconds, scheduler.waited(chunk))
                 self._act(scheduler.chunk(index, chunk))
                 if chunk.final:
                     break

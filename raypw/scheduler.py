@@ -201,13 +201,28 @@ class SkipUnstarted:
 class _Item:
     """One distinct pending request and the (client, request id) pairs waiting for it."""
 
-    __slots__ = ("aborting", "attempts", "batch", "key", "priority", "request", "subscribers")
+    __slots__ = (
+        "aborting",
+        "attempts",
+        "batch",
+        "key",
+        "priority",
+        "received_at",
+        "request",
+        "subscribers",
+    )
 
     def __init__(
-        self, key: Hashable, request: Any, subscriber: Subscriber, priority: int = 0
+        self,
+        key: Hashable,
+        request: Any,
+        subscriber: Subscriber,
+        received_at: float,
+        priority: int = 0,
     ) -> None:
         self.key = key
         self.request = request
+        self.received_at = received_at  # when its first submit reached the scheduler
         self.priority = priority  # the highest of its waiters'
         self.subscribers: list[Subscriber] = [subscriber]
         self.batch: _Batch | None = None  # set while dispatched
@@ -405,6 +420,7 @@ class Scheduler:
         self._next_batch_id = 0
         self._next_epoch = 0
         self.processed = 0
+        self.failed = 0  # distinct requests that ended with an error
         self.deduplicated = 0
         self.worker_restarts = 0
         self.worker_recycles = 0
@@ -540,6 +556,7 @@ class Scheduler:
         by_key = self._by_key
         mine = state.items
         append = self._queue.level(0).append
+        now = self._clock()
         added = 0
         for request_id, request, key in zip(ids, requests, keys, strict=True):
             if early and request_id in early:
@@ -547,7 +564,7 @@ class Scheduler:
                 continue
             item = by_key.get(key)
             if item is None:
-                item = by_key[key] = _Item(key, request, (client, request_id))
+                item = by_key[key] = _Item(key, request, (client, request_id), now)
                 append(item)
                 added += 1
             else:
@@ -566,6 +583,7 @@ class Scheduler:
         queue = self._queue
         levels: dict[int, Any] = {}  # priority -> its deque's append, looked up once
         client = message.client
+        now = self._clock()
         added = 0
         for request_id, request, key, priority in zip(
             message.ids, message.requests, keys, message.priorities, strict=True
@@ -575,7 +593,7 @@ class Scheduler:
                 continue
             item = by_key.get(key)
             if item is None:
-                item = by_key[key] = _Item(key, request, (client, request_id), priority)
+                item = by_key[key] = _Item(key, request, (client, request_id), now, priority)
                 append = levels.get(priority)
                 if append is None:
                     append = levels[priority] = queue.level(priority).append
@@ -1085,8 +1103,10 @@ class Scheduler:
             batch.reported = chunk.positions[-1] + 1
             batch.started_upto = max(batch.started_upto, chunk.positions[-1])
         self.processed += len(chunk.positions)
-        news: dict[str, Outcomes] = {}
         errors = chunk.errors
+        if errors:
+            self.failed += len(errors)
+        news: dict[str, Outcomes] = {}
         results = chunk.results
         items = batch.items
         by_key = self._by_key
@@ -1127,6 +1147,14 @@ class Scheduler:
         if chunk.final:
             return self._end(batch)
         return []
+
+    def waited(self, chunk: OutcomeChunk) -> float | None:
+        """Seconds from the scheduler receiving the first request of ``chunk`` to now (call
+        before :meth:`chunk`); None if the chunk carries nothing still known here."""
+        batch = self._batches.get(chunk.batch_id)
+        if batch is None or not chunk.positions:
+            return None
+        return self._clock() - batch.items[chunk.positions[0]].received_at
 
     def batch_failed(self, batch_id: int, error: BaseException, retry: bool) -> list[Action]:
         """A batch ended without its outcomes: raypw's own worker code failed (``retry``
@@ -1324,6 +1352,7 @@ class Scheduler:
         self._fail(items, error)
 
     def _fail(self, items: list[_Item], error: BaseException) -> None:
+        self.failed += len(items)
         news: dict[str, list[int]] = {}
         for item in items:
             for client, request_id in item.subscribers:

@@ -133,6 +133,9 @@ class ProcessorService(Generic[RequestT, ResultT]):
         max_requests_per_worker: A worker that processed this many requests is replaced by
             a fresh one (its processor built again) between batches, without losing or
             repeating a request: for processors that leak memory. None: never.
+        metrics: Export the service's queue, workers, counts and timings through
+            ``ray.util.metrics``, to Ray's Prometheus endpoint, tagged with the service's
+            name (README "Metrics"). False records none.
 
     Raises:
         pydantic.ValidationError: (a ``ValueError``) an argument is invalid; the message names
@@ -164,6 +167,7 @@ class ProcessorService(Generic[RequestT, ResultT]):
         max_queued: int | None = None,
         max_requests_per_worker: int | None = None,
         autoscale: AutoscaleConfig | Mapping[str, Any] | None = None,
+        metrics: bool = True,
     ) -> None:
         if not (isinstance(processor_class, type) and issubclass(processor_class, Processor)):
             raise TypeError(
@@ -183,6 +187,7 @@ class ProcessorService(Generic[RequestT, ResultT]):
             "request_timeout_grace": request_timeout_grace,
             "max_queued": max_queued,
             "max_requests_per_worker": max_requests_per_worker,
+            "metrics": metrics,
         }
         if parallel_workers is not None:
             fields["parallel_workers"] = parallel_workers

@@ -50,3 +50,38 @@ def test_the_deadline_timer_ticks_the_scheduler_and_wakes_the_client():
 
     assert asyncio.run(main()) == [TimedOut([1])]
     assert coordinator._scheduler.queued == 0
+
+
+def test_the_metrics_loop_exports_the_schedulers_counts_and_survives_a_failure():
+    coordinator = Coordinator(Nothing, ServiceConfig(parallel_workers=3, name="m"), {})
+    exported: list = []
+
+    async def main() -> None:
+        second = asyncio.Event()
+
+        class Metrics:
+            def update(self, counts) -> None:
+                exported.append(counts)
+                if len(exported) == 1:
+                    raise RuntimeError("the metrics agent is away")
+                second.set()
+
+        epoch = await coordinator.connect("a")
+        # No worker is up, so both requests stay queued.
+        await coordinator.submit(Submit("a", epoch, 1, [1, 2], ["x", "y"], None, None))
+        task = asyncio.get_running_loop().create_task(coordinator._export_metrics(Metrics()))
+        await asyncio.wait_for(second.wait(), timeout=30)
+        task.cancel()
+
+    asyncio.run(main())
+    counts = exported[-1]
+    assert (counts.queued, counts.running, counts.processed, counts.failed) == (2, 0, 0, 0)
+    assert counts.workers == counts.workers_alive == 3
+
+
+def test_a_service_exports_metrics_tagged_with_its_name_unless_told_not_to():
+    named = Coordinator(Nothing, ServiceConfig(parallel_workers=1, name="thumbs"), {})
+    assert named._metrics is not None
+    assert named._metrics._latency_seconds.info["default_tags"]["service"] == "thumbs"
+    quiet = Coordinator(Nothing, ServiceConfig(parallel_workers=1, metrics=False), {})
+    assert quiet._metrics is None

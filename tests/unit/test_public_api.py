@@ -25,6 +25,7 @@ def test_all_names_are_exported_and_nothing_else_public():
         "deadlines",
         "demo",
         "errors",
+        "metrics",
         "output",
         "processor",
         "progress",
@@ -77,6 +78,7 @@ def test_errors_keep_stdlib_bases():
 def test_config_defaults_and_init_args():
     config = ServiceConfig()
     assert config.parallel_workers == 10
+    assert config.metrics is True
     assert config.init_args() == ((), {})
     assert ServiceConfig(processor_class_init_args=[1, 2]).init_args() == ((1, 2), {})
     assert ServiceConfig(processor_class_init_args={"a": 1}).init_args() == ((), {"a": 1})
@@ -90,6 +92,8 @@ def test_config_rejects_bad_values_naming_the_field():
         ServiceConfig(parallel_workers=1.5)
     with pytest.raises(pydantic.ValidationError, match="target_batch_seconds"):
         ServiceConfig(batching={"target_batch_seconds": 0})
+    with pytest.raises(pydantic.ValidationError, match="metrics"):
+        ServiceConfig(metrics="no")  # a string would be truthy: refused, not guessed at
 
 
 def test_worker_resources_become_actor_options():

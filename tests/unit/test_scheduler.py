@@ -340,6 +340,42 @@ def test_a_failed_position_fails_only_its_own_request():
     assert news.ids == ids and news.results == ["ok", None] and news.errors == {1: "boom"}
 
 
+def test_failed_counts_each_distinct_request_that_raised_or_that_raypw_gave_up_on():
+    pool = Pool(workers=1, max_retries=0)
+    pool.connect("a")
+    pool.connect("b")
+    pool.submit("a", ["good", "bad"])
+    pool.submit("b", ["bad"])  # joins a's: one distinct request, two waiters
+    batch = pool.batches[0][0]
+    chunk = OutcomeChunk(batch.batch_id, [0, 1], ["ok", None], {1: "boom"}, 0.01, final=True)
+    pool.act(pool.scheduler.chunk(0, chunk))
+    assert (pool.scheduler.processed, pool.scheduler.failed) == (2, 1)
+    pool.submit("a", ["poison"])
+    pool.act(pool.scheduler.worker_died(0, RuntimeError("killed")))  # no retry left
+    pool.batches[0].clear()
+    assert isinstance(pool.results("a").popitem()[1], WorkerDiedError)
+    assert (pool.scheduler.processed, pool.scheduler.failed) == (2, 2)
+
+
+def test_waited_is_the_time_since_a_chunks_first_request_first_reached_the_scheduler():
+    pool = Pool(workers=1)
+    pool.connect("a")
+    pool.clock.now = 1.0
+    pool.submit("a", ["x", "y"])
+    pool.act(pool.scheduler.worker_died(0, RuntimeError("killed")))  # sent again later
+    pool.batches[0].clear()
+    pool.clock.now = 2.0
+    pool.act(pool.scheduler.worker_back(0))
+    batch = pool.batches[0][0]
+    pool.clock.now = 3.5
+    chunk = OutcomeChunk(batch.batch_id, [0], ["x!"], None, 0.001, final=False)
+    assert pool.scheduler.waited(chunk) == 2.5  # from the first submit, not the retry
+    pool.act(pool.scheduler.chunk(0, chunk))
+    pool.finish(0)
+    assert pool.scheduler.waited(chunk) is None  # its batch is over
+    assert pool.scheduler.waited(OutcomeChunk(batch.batch_id, [], [], None, 0.0)) is None
+
+
 def test_positions_a_batch_ended_without_running_go_back_to_the_queue():
     pool = Pool(workers=1)
     pool.connect("a")
