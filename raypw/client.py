@@ -22,6 +22,7 @@ microseconds.
 
 from __future__ import annotations
 
+import collections
 import datetime
 import heapq
 import itertools
@@ -155,6 +156,9 @@ class Client:
         self._idle = threading.Condition(STATE_LOCK)
         self._room = threading.Condition(STATE_LOCK)  # fewer than max_queued pending
         self._send_lock = threading.Lock()
+        # The sender's last submits (at most two in flight): a hand-over waits for them, as
+        # the coordinator, an async actor, may run a later call from here before them.
+        self._recent_submits: collections.deque[Any] = collections.deque(maxlen=2)
         self._callbacks: queue.SimpleQueue[tuple[Callback, Promise[Any]] | None] = (
             queue.SimpleQueue()
         )
@@ -230,10 +234,12 @@ class Client:
         self._threads = []
 
     def _hand_over(self) -> None:
-        """Submits whatever is still in the outbox, past the window, and waits for it."""
+        """Submits whatever is still in the outbox, past the window, and waits for it and
+        for the sender's last submits, so that all of it is queued before the ``leave``."""
         import ray
 
         with self._send_lock:  # the sender has stopped, or stops before its next submit
+            sent = list(self._recent_submits)
             with STATE_LOCK:
                 unsent = {
                     id(p): p for p in self._outbox if p._state == PENDING and not p._sent_in
@@ -241,7 +247,7 @@ class Client:
                 taken = list(unsent.values())
                 self._outbox.clear()
             try:
-                refs = []
+                refs = sent
                 for start in range(0, len(taken), _SUBMIT_CHUNK):
                     part = taken[start : start + _SUBMIT_CHUNK]
                     with STATE_LOCK:
@@ -711,6 +717,7 @@ class Client:
                 except Exception as exc:
                     self._fail([p._id for p in taken], exc)
                     continue
+                self._recent_submits.append(ref)
             if previous is not None:  # at most two submits in flight: bounded memory
                 self._wait_submitted(*previous)
             previous = (ref, [p._id for p in taken])
