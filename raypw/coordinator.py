@@ -105,8 +105,8 @@ class Coordinator:
         self._pids: list[int] = []  # process id of each worker, 0 while it restarts
         self._retired: set[int] = set()  # slots of workers ended by a resize
         self._restarting: set[int] = set()
-        self._runs: dict[int, Any] = {}  # batch id -> the ref of its run() call
-        self._batch_pids: dict[int, int] = {}  # batch id -> the process it was sent to
+        # Batch id -> the ref of its run() call and the process it was sent to.
+        self._runs: dict[int, tuple[Any, int]] = {}
         # Worker -> an event set when the batch last sent to it is over: a batch sent behind
         # another settles nothing before that one ended, so one worker's results arrive in
         # the order it produced them (their outcomes() answers race otherwise).
@@ -472,18 +472,18 @@ class Coordinator:
             if isinstance(action, Dispatch):
                 # Sent here, so a skip or a cancel that follows finds the run and the
                 # process it went to.
-                pid = self._batch_pids[action.batch.batch_id] = self._pids[action.worker]
-                worker = self._workers[action.worker]
-                self._runs[action.batch.batch_id] = worker.run.remote(action.batch, pid)
+                pid = self._pids[action.worker]
+                run = self._workers[action.worker].run.remote(action.batch, pid)
+                self._runs[action.batch.batch_id] = (run, pid)
                 self._spawn(self._run(action))
             elif isinstance(action, Skip):
                 self._spawn(self._skip(action))
             elif isinstance(action, TakeBack):
                 self._spawn(self._take_back(action))
             elif isinstance(action, Cancel):
-                run = self._runs.get(action.batch_id)
-                if run is not None:
-                    ray.cancel(run)  # lets a cooperative process() see is_canceled()
+                sent = self._runs.get(action.batch_id)
+                if sent is not None:
+                    ray.cancel(sent[0])  # lets a cooperative process() see is_canceled()
             elif isinstance(action, Expire):
                 self._spawn(self._expire(action))
             elif isinstance(action, Kill):
@@ -537,7 +537,7 @@ class Coordinator:
         scheduler, metrics = self._scheduler, self._metrics
         index, batch_id = action.worker, action.batch.batch_id
         worker = self._workers[index]
-        pid = self._batch_pids[batch_id]
+        run, pid = self._runs[batch_id]
         before = self._last_ended.get(index)
         ended = self._last_ended[index] = asyncio.Event()
         try:
@@ -555,7 +555,7 @@ class Coordinator:
                 if chunk.final:
                     break
             with contextlib.suppress(RayError):  # its outcomes said all: read, not leave, it
-                await self._runs[batch_id]
+                await run
         except (RayActorError, WorkerRestartedError) as exc:  # the process or its node died
             if scheduler.has_batch(batch_id):  # not a death already handled
                 self._worker_died(index, exc)
@@ -572,17 +572,20 @@ class Coordinator:
             self._act(scheduler.batch_failed(batch_id, exc, retry=False))
         finally:
             self._runs.pop(batch_id, None)
-            self._batch_pids.pop(batch_id, None)
             ended.set()
 
     async def _skip_positions(
         self, worker: int, batch_id: int, positions: list[int]
     ) -> list[int] | None:
         """Asks a worker not to start ``positions`` of a batch; returns those that had
-        started, or None if the worker died (the batch's runner handles that)."""
+        started, or None if the worker died (the batch's runner handles that) or the batch
+        ended already (its last chunk settled it)."""
         from ray.exceptions import RayError
 
-        pid = self._batch_pids.get(batch_id, 0)  # 0 once the batch ended: no process
+        sent = self._runs.get(batch_id)
+        if sent is None:
+            return None
+        pid = sent[1]
         try:
             late: list[int] | None = await self._workers[worker].skip.remote(
                 batch_id, positions, pid
@@ -643,6 +646,10 @@ class Coordinator:
         self._restarting.add(index)
         self._spawn(self._await_restart(index, cause))
 
+    def _moved_on(self, index: int, actor: Any) -> bool:
+        """Whether slot ``index`` no longer holds ``actor``: retired, or given a new worker."""
+        return self._workers[index] is not actor or index in self._retired
+
     async def _await_restart(self, index: int, cause: BaseException, old_pid: int = 0) -> None:
         """Waits until Ray restarted worker ``index``, or finds it gone for good.
 
@@ -657,7 +664,7 @@ class Coordinator:
         actor = self._workers[index]
         try:
             while time.monotonic() < deadline:
-                if self._workers[index] is not actor or index in self._retired:
+                if self._moved_on(index, actor):
                     return  # retired or replaced meanwhile: nothing to wait for
                 try:
                     pid = await actor.ready.remote()
@@ -674,12 +681,12 @@ class Coordinator:
                     if old_pid and pid == old_pid:
                         await asyncio.sleep(0.05)  # the old process, not yet dead
                         continue
-                    if self._workers[index] is not actor or index in self._retired:
+                    if self._moved_on(index, actor):
                         return
                     self._pids[index] = pid
                     self._act(self._scheduler.worker_back(index))
                     return
-            if self._workers[index] is not actor or index in self._retired:
+            if self._moved_on(index, actor):
                 return
             logger.error("raypw worker %d is gone for good: %s", index, cause)
             self._act(self._scheduler.worker_gone(index, cause))
