@@ -10,7 +10,13 @@ import importlib as _importlib
 import typing as _typing
 
 if _typing.TYPE_CHECKING:
-    from raypw.config import AutoscaleConfig, BatchingConfig, ServiceConfig, WorkerResources
+    from raypw.config import (
+        AutoscaleConfig,
+        BatchingConfig,
+        CacheConfig,
+        ServiceConfig,
+        WorkerResources,
+    )
     from raypw.errors import (
         PromiseAbortedError,
         QueueFullError,
@@ -35,6 +41,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AutoscaleConfig",
     "BatchingConfig",
+    "CacheConfig",
     "Processor",
     "ProcessorService",
     "Promise",
@@ -60,6 +67,7 @@ __all__ = [
 _HOMES = {
     "AutoscaleConfig": "raypw.config",
     "BatchingConfig": "raypw.config",
+    "CacheConfig": "raypw.config",
     "ServiceConfig": "raypw.config",
     "WorkerResources": "raypw.config",
     "PromiseAbortedError": "raypw.errors",

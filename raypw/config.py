@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["AutoscaleConfig", "BatchingConfig", "ServiceConfig", "WorkerResources"]
+__all__ = ["AutoscaleConfig", "BatchingConfig", "CacheConfig", "ServiceConfig", "WorkerResources"]
 
 
 class WorkerResources(BaseModel):
@@ -78,6 +78,41 @@ class AutoscaleConfig(BaseModel):
                 f"max_workers ({self.max_workers}) is below min_workers ({self.min_workers})"
             )
         return self
+
+
+class CacheConfig(BaseModel):
+    """The result cache: an equal request queued after one finished gets its stored result.
+
+    Equal means what dedup means (the request, or what the service's ``key=`` makes of it).
+    The cache lives in the coordinator, so every program attached to a named service shares
+    it; only results are kept, never errors. It holds at most ``max_entries`` results and
+    ``max_bytes`` of them (as pickled), least recently used first out, and serves a result
+    for ``ttl_seconds`` after it was stored (None: until evicted).
+
+    ``CacheConfig(1000, 60)`` is ``CacheConfig(max_entries=1000, ttl_seconds=60)``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    max_entries: int = Field(default=10_000, ge=1)
+    ttl_seconds: float | None = Field(default=None, gt=0)
+    max_bytes: int = Field(default=256 * 2**20, ge=1)
+
+    def __init__(
+        self, max_entries: int = 10_000, ttl_seconds: float | None = None, **data: Any
+    ) -> None:
+        super().__init__(max_entries=max_entries, ttl_seconds=ttl_seconds, **data)
+
+    @field_validator("ttl_seconds", mode="before")
+    @classmethod
+    def _seconds_are_numbers(cls, value: object) -> object:
+        if isinstance(value, bool):
+            raise ValueError(f"must be a number of seconds, not {value}")
+        if isinstance(value, int):  # strict mode takes no int for a float
+            return float(value)
+        if isinstance(value, float) and math.isinf(value) and value > 0:
+            return None
+        return value
 
 
 class ServiceConfig(BaseModel):
@@ -171,6 +206,14 @@ class ServiceConfig(BaseModel):
         ),
     )
 
+    cache: CacheConfig | None = Field(
+        default=None,
+        description=(
+            "Keep finished results for equal requests queued later (cache=True: the defaults "
+            "of CacheConfig); None: off."
+        ),
+    )
+
     metrics: bool = Field(
         default=True,
         strict=True,
@@ -193,6 +236,15 @@ class ServiceConfig(BaseModel):
     @classmethod
     def _infinity_is_no_deadline(cls, value: float | None) -> float | None:
         return None if value is not None and math.isinf(value) else value
+
+    @field_validator("cache", mode="before")
+    @classmethod
+    def _cache_true_is_the_defaults(cls, value: object) -> object:
+        if value is True:
+            return CacheConfig()
+        if value is False:
+            return None
+        return value
 
     @model_validator(mode="before")
     @classmethod

@@ -31,6 +31,7 @@ from typing import Any
 
 from raypw.autoscale import Autoscaler
 from raypw.batching import BatchSizer
+from raypw.cache import ResultCache
 from raypw.config import ServiceConfig
 from raypw.metrics import METRICS_SECONDS, Counts, ServiceMetrics, service_tags
 from raypw.protocol import Abort, Closed, News, Submit
@@ -96,6 +97,11 @@ class Coordinator:
             config.max_retries,
             grace=config.request_timeout_grace,
             max_requests_per_worker=config.max_requests_per_worker,
+            cache=None
+            if config.cache is None
+            else ResultCache(
+                config.cache.max_entries, config.cache.max_bytes, config.cache.ttl_seconds
+            ),
         )
         # The call that runs scheduler.tick() at its next deadline, and when that is.
         self._timer: asyncio.TimerHandle | None = None
@@ -434,6 +440,7 @@ class Coordinator:
     async def stats(self) -> dict[str, Any]:
         """Returns the service-wide counters."""
         counts = self._counts()
+        cache = self._scheduler.cache
         return {
             "queued": counts.queued,
             "running": counts.running,
@@ -447,6 +454,9 @@ class Coordinator:
             "throughput": self._throughput.rate(),
             "worker_restarts": counts.worker_restarts,
             "clients": self._scheduler.clients,
+            "cache_hits": counts.cache_hits,
+            "cache_entries": 0 if cache is None else len(cache),
+            "cache_bytes": 0 if cache is None else cache.bytes,
         }
 
     def _counts(self) -> Counts:
@@ -461,6 +471,7 @@ class Coordinator:
             timed_out=scheduler.timed_out,
             deduplicated=scheduler.deduplicated,
             worker_restarts=scheduler.worker_restarts,
+            cache_hits=0 if scheduler.cache is None else scheduler.cache.hits,
         )
 
     # -- performing the scheduler's actions -----------------------------------------------

@@ -100,6 +100,11 @@ METRICS = (
     ),
     MetricSpec("raypw_worker_restarts", "counter", "Workers Ray restarted after they died."),
     MetricSpec(
+        "raypw_cache_hits",
+        "counter",
+        "Requests answered from the result cache without being processed (cache= on).",
+    ),
+    MetricSpec(
         "raypw_request_process_seconds",
         "histogram",
         "Seconds process() took a request: the mean of each outcome chunk, one observation "
@@ -130,6 +135,7 @@ class Counts:
     timed_out: int
     deduplicated: int
     worker_restarts: int
+    cache_hits: int = 0
 
 
 MetricFactory = Callable[[MetricSpec, Mapping[str, str]], Any]

@@ -11,6 +11,8 @@ The rules:
 
 - **Dedup.** A request joins an equal one (same key) that is queued or running, from any
   client; it is forgotten when it finishes, so a later equal request runs again.
+- **The result cache** (if given one): a request equal to one that finished with a result is
+  answered with that result at once, never queued; errors are not kept.
 - **Workers compete.** A batch goes to a worker only when it holds none; while every worker
   is busy and work is queued, each gets its next batch ahead (``PIPELINE_DEPTH``).
 - **A batch is not a unit of ownership.** A worker with nothing to do takes back unstarted
@@ -39,6 +41,7 @@ The rules:
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import time
 from collections import deque
@@ -48,6 +51,7 @@ from typing import Any
 
 from raypw.backlog import Backlog
 from raypw.batching import BatchSizer
+from raypw.cache import MISS, ResultCache
 from raypw.deadlines import DeadlineBook
 from raypw.errors import WorkerDiedError
 from raypw.protocol import (
@@ -390,6 +394,7 @@ class Scheduler:
             return before its worker is killed.
         max_requests_per_worker: A worker that processed this many is replaced once it
             holds nothing (its batches are cut to fit); None: never.
+        cache: Where finished results are kept for equal requests queued later; None: none.
     """
 
     def __init__(
@@ -400,8 +405,10 @@ class Scheduler:
         clock: Callable[[], float] = time.monotonic,
         grace: float = 5.0,
         max_requests_per_worker: int | None = None,
+        cache: ResultCache | None = None,
     ) -> None:
         self._sizer = sizer
+        self.cache = cache
         self._max_per_worker = max_requests_per_worker
         self._max_retries = max_retries
         self._clock = clock
@@ -529,6 +536,8 @@ class Scheduler:
         if state is None or state.left or state.epoch != message.epoch:
             return []
         state.receive(message.seq)
+        if self.cache is not None:
+            message = self._answer_from_cache(message, state)
         client = message.client
         requests = message.requests
         keys = requests if message.keys is None else message.keys
@@ -547,6 +556,38 @@ class Scheduler:
         if self._prioritised:
             self._overtake(actions)
         return actions
+
+    def _answer_from_cache(self, message: Submit, state: _Client) -> Submit:
+        """Answers the requests of ``message`` the cache holds a result for; returns the
+        submit of the others."""
+        assert self.cache is not None
+        get = self.cache.get
+        early = state.early_aborts
+        keys = message.requests if message.keys is None else message.keys
+        hits = Outcomes([], [], {})
+        missed: list[int] = []  # indexes into the message
+        for index, (request_id, key) in enumerate(zip(message.ids, keys, strict=True)):
+            result = MISS if early and request_id in early else get(key)
+            if result is MISS:
+                missed.append(index)
+            else:
+                hits.ids.append(request_id)
+                hits.results.append(result)
+        if not hits.ids:
+            return message
+        self._post(message.client, hits)
+
+        def kept(values: list[Any] | None) -> Any:
+            return None if values is None else [values[i] for i in missed]
+
+        return dataclasses.replace(
+            message,
+            ids=kept(message.ids),
+            requests=kept(message.requests),
+            keys=kept(message.keys),
+            timeouts=kept(message.timeouts),
+            priorities=kept(message.priorities),
+        )
 
     def _add(
         self, ids: list[int], requests: list[Any], keys: list[Any], client: str, state: _Client
@@ -1111,6 +1152,7 @@ class Scheduler:
         items = batch.items
         by_key = self._by_key
         clients = self._clients
+        cache = self.cache
         last: str | None = None  # the client of the previous request: usually the same
         outcomes: Outcomes | None = None
         state: _Client | None = None
@@ -1139,6 +1181,8 @@ class Scheduler:
             key = item.key
             if by_key.get(key) is item:
                 del by_key[key]
+            if cache is not None and not (errors and index in errors):
+                cache.put(key, result)
             item.batch = None
             item.subscribers = []
             item.aborting = None  # it ran: those aborts came too late

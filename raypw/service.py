@@ -38,7 +38,13 @@ from types import TracebackType
 from typing import Any, Generic
 
 from raypw.client import Client
-from raypw.config import AutoscaleConfig, BatchingConfig, ServiceConfig, WorkerResources
+from raypw.config import (
+    AutoscaleConfig,
+    BatchingConfig,
+    CacheConfig,
+    ServiceConfig,
+    WorkerResources,
+)
 from raypw.errors import ServiceNotFoundError, ServiceNotRunningError, ServiceStartError
 from raypw.output import OutputWatch, show_every_line
 from raypw.processor import Processor, RequestT, ResultT
@@ -133,6 +139,10 @@ class ProcessorService(Generic[RequestT, ResultT]):
         max_requests_per_worker: A worker that processed this many requests is replaced by
             a fresh one (its processor built again) between batches, without losing or
             repeating a request: for processors that leak memory. None: never.
+        cache: A :class:`~raypw.config.CacheConfig` (or a dict of its fields, or True for
+            its defaults): a request equal to one that already finished with a result gets
+            that result without being processed again, from any program attached to the
+            service; errors are not kept. None: off.
         metrics: Export the service's queue, workers, counts and timings through
             ``ray.util.metrics``, to Ray's Prometheus endpoint, tagged with the service's
             name (README "Metrics"). False records none.
@@ -167,6 +177,7 @@ class ProcessorService(Generic[RequestT, ResultT]):
         max_queued: int | None = None,
         max_requests_per_worker: int | None = None,
         autoscale: AutoscaleConfig | Mapping[str, Any] | None = None,
+        cache: CacheConfig | Mapping[str, Any] | bool | None = None,
         metrics: bool = True,
     ) -> None:
         if not (isinstance(processor_class, type) and issubclass(processor_class, Processor)):
@@ -197,6 +208,8 @@ class ProcessorService(Generic[RequestT, ResultT]):
             fields["worker"] = worker
         if batching is not None:
             fields["batching"] = batching
+        if cache is not None:
+            fields["cache"] = cache
         self.config = ServiceConfig.model_validate(fields)
         self._init_state(processor_class, key, owner=True)
 
@@ -777,6 +790,9 @@ class ProcessorService(Generic[RequestT, ResultT]):
             worker_restarts=shared["worker_restarts"],
             coordinator_replacements=self._recoveries,
             worker_recycles=shared["worker_recycles"],
+            cache_hits=shared["cache_hits"],
+            cache_entries=shared["cache_entries"],
+            cache_bytes=shared["cache_bytes"],
         )
 
     def __repr__(self) -> str:

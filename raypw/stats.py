@@ -40,6 +40,10 @@ class ServiceStats:
         timed_out: This program's promises that failed with
             :class:`~raypw.RequestTimeoutError` (counted in ``failed`` too).
         worker_recycles: Workers replaced after ``max_requests_per_worker`` requests.
+        cache_hits: Requests answered from the result cache (``cache=``) without being
+            processed (all programs, this coordinator).
+        cache_entries: Results the cache holds now.
+        cache_bytes: Bytes of keys and results the cache holds now (as pickled).
     """
 
     pending: int
@@ -57,6 +61,9 @@ class ServiceStats:
     coordinator_replacements: int = 0
     timed_out: int = 0
     worker_recycles: int = 0
+    cache_hits: int = 0
+    cache_entries: int = 0
+    cache_bytes: int = 0
 
     def _repr_html_(self) -> str:
         rows = "".join(

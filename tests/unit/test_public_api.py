@@ -17,6 +17,7 @@ def test_all_names_are_exported_and_nothing_else_public():
         "autoscale",
         "backlog",
         "batching",
+        "cache",
         "cli",
         "client",
         "compat",

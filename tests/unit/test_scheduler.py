@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from raypw.batching import BatchSizer
+from raypw.cache import ResultCache
 from raypw.errors import WorkerDiedError
 from raypw.protocol import Abort, Failed, Forgotten, OutcomeChunk, Outcomes, Submit, TimedOut
 from raypw.scheduler import (
@@ -43,6 +44,7 @@ class Pool:
         timed: int = 1_000_000,
         grace: float = 5.0,
         max_requests_per_worker: int | None = None,
+        cache: tuple[int, int, float | None] | None = None,
     ) -> None:
         self.clock = Clock()
         sizer = BatchSizer(target_batch_seconds=0.02, max_batch_size=1000)
@@ -55,6 +57,7 @@ class Pool:
             clock=self.clock,
             grace=grace,
             max_requests_per_worker=max_requests_per_worker,
+            cache=None if cache is None else ResultCache(*cache, clock=self.clock),
         )
         self.batches: dict[int, list] = {w: [] for w in range(workers)}
         self.retired: list[int] = []
