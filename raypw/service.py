@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import enum
 import html
 import logging
@@ -635,16 +636,20 @@ class ProcessorService(Generic[RequestT, ResultT]):
         try:
             workers: int = ray.get(coordinator.resize.remote(parallel_workers))
         except ray.exceptions.RayTaskError as exc:
+            # The pool keeps the workers that came up: remember its size as it is now.
+            with contextlib.suppress(Exception):
+                self._note_size(ray.get(coordinator.stats.remote(), timeout=30)["workers"])
             cause = getattr(exc, "cause", None) or exc
             raise ServiceStartError(
                 f"could not add worker(s) of {self.processor_class.__qualname__}: "
                 f"{_describe(cause)}"
             ) from exc
-        finally:
-            # A coordinator that replaces a dead one starts the pool at its latest size.
-            size = ray.get(coordinator.stats.remote(), timeout=30)["workers"]
-            self.config = self.config.model_copy(update={"parallel_workers": size})
+        self._note_size(workers)
         return workers
+
+    def _note_size(self, workers: int) -> None:
+        """Records the pool's size: a coordinator that replaces a dead one starts with it."""
+        self.config = self.config.model_copy(update={"parallel_workers": workers})
 
     @property
     def running(self) -> bool:
