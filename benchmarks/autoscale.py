@@ -51,6 +51,17 @@ class Run:
         """Each burst's time from queued to its last result."""
         return [max(times) - at for at, times in zip(self.arrivals, self.finished, strict=True)]
 
+    def grow_seconds(self) -> list[float | None]:
+        """Per burst, the time from queued to the first poll with more workers than at its
+        arrival (None: the pool did not grow)."""
+        found: list[float | None] = []
+        for at in self.arrivals:
+            before = [p[1] for p in self.polls if p[0] <= at]
+            start = before[-1] if before else self.polls[0][1]
+            later = (p[0] - at for p in self.polls if p[0] > at and p[1] > start)
+            found.append(next(later, None))
+        return found
+
     def worker_seconds(self) -> float:
         """The integral of ``workers`` from the first burst to the last result (a step
         function: each poll's value holds until the next)."""
@@ -197,6 +208,8 @@ def main() -> None:
             f"{run.name:<16} {run.makespan:>10.2f} {run.worker_seconds():>9.1f} {most:>11}  "
             f"{seconds}"
         )
+    grows = "  ".join("-".rjust(9) if g is None else f"{g:>9.2f}" for g in runs[0].grow_seconds())
+    print(f"{'grew after s':<51}{grows}   ({runs[0].name}: burst queued -> more workers)")
     plot(
         runs,
         f"{work:,} x {SLEEP_SECONDS * 1000:.0f} ms in {args.bursts} bursts: "
