@@ -118,7 +118,8 @@ class Client:
         replace_coordinator: Called with the error when the coordinator died; returns a new,
             started coordinator, or raises if there is none.
         workers: The pool's width, which sets how many requests go ahead of the results.
-        max_queued: Promises pending at most; queueing more waits for room. None: no limit.
+        max_queued: Promises pending at most (and finished ones whose callback has not run);
+            queueing more waits for room. None: no limit.
     """
 
     def __init__(
@@ -163,6 +164,7 @@ class Client:
             queue.SimpleQueue()
         )
         self._threads: list[threading.Thread] = []
+        self._callback_thread: threading.Thread | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -180,6 +182,8 @@ class Client:
             ("raypw-callbacks", self._callback_loop),
         ):
             thread = threading.Thread(target=target, name=name, daemon=True)
+            if target == self._callback_loop:
+                self._callback_thread = thread
             thread.start()
             self._threads.append(thread)
 
@@ -391,12 +395,17 @@ class Client:
             while True:
                 new, promises, joined = self._match(prepared, callback, timeout, priority)
                 limit = self._max_queued
-                if limit is None or not new or len(self._by_id) + len(new) <= limit:
+                if limit is None or not new:
+                    break
+                backlog = self._callback_backlog()
+                if len(self._by_id) + backlog + len(new) <= limit:
                     break
                 left = None if until is None else until - time.monotonic()
                 if not block or (left is not None and left <= 0):
+                    waiting = f" ({backlog} more finished, their callbacks not run yet)"
                     raise QueueFullError(
-                        f"{len(self._by_id)} requests of this program are pending, and the "
+                        f"{len(self._by_id)} requests of this program are pending"
+                        f"{waiting if backlog else ''}, and the "
                         f"service's max_queued is {limit}: "
                         + (
                             "not queued (block=False)"
@@ -444,6 +453,15 @@ class Client:
                 if wake and self._outbox:
                     self._outbox_ready.notify()
         return promises
+
+    def _callback_backlog(self) -> int:
+        """Finished promises whose ``completed_callback`` has not run yet: they hold their
+        results, so they count against ``max_queued`` (a slow callback slows the producer
+        instead of filling memory). Not for a callback that itself queues requests: its
+        thread is the one that drains them."""
+        if threading.current_thread() is self._callback_thread:
+            return 0
+        return self._callbacks.qsize()
 
     def _match(
         self,
@@ -953,6 +971,9 @@ class Client:
                 callback(promise)
             except Exception:
                 logger.exception("completed_callback %r raised for %r", callback, promise)
+            if self._max_queued is not None:
+                with self._room:
+                    self._room.notify_all()  # one callback fewer waiting: room
 
 
 def _rebuild_error(carried: Any, request: Any) -> BaseException:

@@ -183,7 +183,8 @@ class ServiceConfig(BaseModel):
         ge=1,
         strict=True,
         description=(
-            "Requests a program may have pending at once; queue_request() waits for room "
+            "Requests a program may have pending at once (finished ones whose "
+            "completed_callback has not run yet count too); queue_request() waits for room "
             "beyond that (block=, block_timeout=). None: no limit."
         ),
     )

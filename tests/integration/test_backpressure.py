@@ -50,3 +50,60 @@ def test_queue_requests_runs_a_generator_with_at_most_max_queued_pending(make_se
     PromiseSet(promises).wait_for_all(timeout=120)
     assert [p.get_result() for p in promises] == [f"r{i} processed." for i in range(1000)]
     assert 0 < most <= 100
+
+
+def test_finished_requests_whose_callback_has_not_run_count_against_max_queued(make_service):
+    # A slow completed_callback slows the producer instead of piling results up in memory.
+    service = make_service(Echo, parallel_workers=2, max_queued=10)
+    release = threading.Event()
+    called: list[str] = []
+    taken = 0
+
+    def callback(promise) -> None:
+        called.append(promise.get_result())
+        release.wait()
+
+    def requests():
+        nonlocal taken
+        for i in range(100):
+            taken += 1
+            yield f"r{i}"
+
+    promises: list = []
+    producer = threading.Thread(
+        target=lambda: promises.extend(service.queue_requests(requests(), callback))
+    )
+    producer.start()
+    try:
+        wait_until(lambda: service.stats().pending == 0, "what was admitted has finished")
+        wait_until(lambda: waits_in(producer.ident, "_admit"), "the producer waits for room")
+        # Admitted: what waits for its callback, plus the callback running, plus the chunk
+        # the producer holds (taken from the generator, not yet admitted).
+        assert taken <= 10 + 1 + 2
+        assert len(called) == 1
+    finally:
+        release.set()
+    producer.join(timeout=120)
+    assert not producer.is_alive()
+    wait_until(lambda: len(called) == 100, "every callback ran")
+    assert sorted(called) == sorted(f"r{i} processed." for i in range(100))
+    assert len(promises) == 100
+
+
+def test_a_callback_that_queues_requests_is_not_held_by_its_own_backlog(make_service):
+    # A crawler queues what it found from completed_callback: the callbacks waiting behind it
+    # must not count against its own room, or it would wait for itself.
+    service = make_service(Echo, parallel_workers=2, max_queued=4)
+    done = threading.Event()
+    seen: list[str] = []
+
+    def crawl(promise) -> None:
+        seen.append(promise.get_result())
+        depth = int(promise.request.split(":")[1])
+        if depth < 30 and len(seen) < 40:
+            service.queue_requests([f"left:{depth + 1}:{len(seen)}", f"right:{depth + 1}"], crawl)
+        if len(seen) >= 40:
+            done.set()
+
+    service.queue_requests([f"root:{i}" for i in range(4)], crawl)
+    assert done.wait(timeout=120), f"the crawl stalled after {len(seen)} results"
