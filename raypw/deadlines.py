@@ -13,7 +13,7 @@ keeps memory bounded.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Container
+from collections.abc import Callable, Set
 
 __all__ = ["MIN_COMPACT", "DeadlineBook"]
 
@@ -57,8 +57,13 @@ class DeadlineBook:
         book has grown enough that the owner should :meth:`compact` it."""
         if not ids:
             return False
-        order = sorted(range(len(ids)), key=deadlines.__getitem__)  # O(n) when in order
-        group = _Group(client, [ids[i] for i in order], [deadlines[i] for i in order])
+        if deadlines == sorted(deadlines):  # the usual case, checked without a Python loop
+            group = _Group(client, list(ids), list(deadlines))
+        else:
+            order = sorted(range(len(ids)), key=deadlines.__getitem__)  # stable: ties keep order
+            group = _Group(
+                client, list(map(ids.__getitem__, order)), list(map(deadlines.__getitem__, order))
+            )
         self._push(group)
         self._held += len(ids)
         return self._held > self._limit
@@ -88,13 +93,15 @@ class DeadlineBook:
                 self._push(group)
         return found
 
-    def compact(self, pending: Callable[[str], Container[int]]) -> None:
+    def compact(self, pending: Callable[[str], Set[int]]) -> None:
         """Keeps only the waiters whose id is in ``pending(client)``."""
         groups = [entry[2] for entry in self._heap]
         self._heap = []
         self._held = 0
         for group in groups:
             ids = pending(group.client)
+            if ids.isdisjoint(group.ids[group.next :]):
+                continue  # all finished (the usual case): dropped without a Python loop
             rest = zip(group.at[group.next :], group.ids[group.next :], strict=True)
             kept = [(at, request_id) for at, request_id in rest if request_id in ids]
             if kept:
