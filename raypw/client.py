@@ -138,9 +138,10 @@ class Client:
         self._by_key: dict[Hashable, Promise[Any]] = {}
         self._by_id: dict[int, Promise[Any]] = {}
         self._outbox: Backlog[Promise[Any]] = Backlog()
-        # (deadline, id) of requests with a timeout, while they may still be in the outbox:
-        # one whose deadline passes before it is sent fails here, and is never sent.
-        self._unsent_deadlines: list[tuple[float, int]] = []
+        # (deadline, first id, count) of runs of consecutive request ids sharing a deadline
+        # (one queue() call's), while they may still be in the outbox: one whose deadline
+        # passes before it is sent fails here, and is never sent.
+        self._unsent_deadlines: list[tuple[float, int, int]] = []
         self._submits = 0  # submits sent; each promise notes the one that carried it
         self._sent = 0  # promises sent to the coordinator and not finished
         self._sent_bytes = 0  # their requests' size
@@ -413,13 +414,13 @@ class Client:
                 promise._id = next(ids)
                 promise._priority = priority
             by_id = {promise._id: promise for promise in fresh}
-            deadlines: list[tuple[float, int]] = []
-            if timeout is not None:
+            run: tuple[float, int, int] | None = None  # fresh's ids are consecutive
+            if timeout is not None and fresh:
                 deadline = time.monotonic() + timeout
                 for promise in fresh:
                     promise._timeout = timeout
                     promise._deadline = deadline
-                deadlines = [(deadline, promise._id) for promise in fresh]
+                run = (deadline, fresh[0]._id, len(fresh))
             # Phase 2 commits with a few C-level calls, in an order that leaves nothing
             # half-queued if an interrupt lands between them.
             wake = not self._outbox
@@ -427,8 +428,8 @@ class Client:
                 self._outbox.extend(fresh, priority)
                 self._by_id.update(by_id)
                 by_key.update(new)
-                if deadlines:
-                    self._add_unsent_deadlines(deadlines)
+                if run is not None:
+                    self._add_unsent_deadlines((run,))
                 for promise in joined:
                     promise._shares += 1
                     if promise._priority < priority:  # unsent (see _match): raised
@@ -499,16 +500,24 @@ class Client:
             raise _comparison_error(request, self._key is not None, exc) from exc
         return new, promises, joined
 
-    def _add_unsent_deadlines(self, deadlines: list[tuple[float, int]]) -> None:
-        """Watches the deadlines of requests in the outbox. Call with STATE_LOCK held."""
+    def _add_unsent_deadlines(self, runs: Iterable[tuple[float, int, int]]) -> None:
+        """Watches the deadlines of requests in the outbox, given as runs of consecutive ids
+        (deadline, first id, count). Call with STATE_LOCK held."""
         heap = self._unsent_deadlines
         earliest = heap[0][0] if heap else None
         push = heapq.heappush
-        for entry in deadlines:
+        for entry in runs:
             push(heap, entry)  # the latest so far: sifts up O(1), usually
         if len(heap) > _MIN_DEADLINE_HEAP and len(heap) > 2 * len(self._by_id):
-            by_id = self._by_id  # compacted: drop the sent and the finished
-            heap = [e for e in heap if e[1] in by_id and not by_id[e[1]]._sent_in]
+            by_id = self._by_id  # compacted: drop runs with none left unsent
+            heap = [
+                e
+                for e in heap
+                if any(
+                    (p := by_id.get(i)) is not None and not p._sent_in
+                    for i in range(e[1], e[1] + e[2])
+                )
+            ]
             heapq.heapify(heap)
             self._unsent_deadlines = heap
         if heap and (earliest is None or heap[0][0] < earliest):
@@ -522,14 +531,16 @@ class Client:
         if not heap:
             return None
         now = time.monotonic()
+        by_id = self._by_id
         while heap and heap[0][0] <= now:
-            _, request_id = heapq.heappop(heap)
-            promise = self._by_id.get(request_id)
-            if promise is None or promise._sent_in:
-                continue
-            self._forget(promise)  # it stays in the outbox, which drops it unsent
-            settle(promise, FAILED, _timeout_error(promise), notes)
-            self.timed_out += 1
+            _, first, count = heapq.heappop(heap)
+            for request_id in range(first, first + count):
+                promise = by_id.get(request_id)
+                if promise is None or promise._sent_in:
+                    continue
+                self._forget(promise)  # it stays in the outbox, which drops it unsent
+                settle(promise, FAILED, _timeout_error(promise), notes)
+                self.timed_out += 1
         return heap[0][0] - now if heap else None
 
     def _prepare(self, request: Any) -> tuple[Any, Hashable, Any, int]:
@@ -860,7 +871,7 @@ class Client:
             for promise in reversed(resend):
                 promise._sent_in = 0
                 self._outbox.appendleft(promise, promise._priority)
-            timed = [(p._deadline, p._id) for p in resend if p._timeout is not None]
+            timed = [(p._deadline, p._id, 1) for p in resend if p._timeout is not None]
             if timed:
                 self._add_unsent_deadlines(timed)
             self._sent = 0
