@@ -30,8 +30,9 @@ import logging
 import queue
 import threading
 import time
+import types
 import uuid
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any
 
 from raypw.backlog import Backlog
@@ -107,6 +108,8 @@ _ADMIT_SHARE = 4
 # The heap of unsent requests' deadlines is compacted (sent ones dropped) past twice the
 # outbox's length, and at least this many entries.
 _MIN_DEADLINE_HEAP = 4096
+# The promises a request with a deadline may join: none (read only).
+_NO_KEYS: Mapping[Hashable, Any] = types.MappingProxyType({})
 
 
 class Client:
@@ -407,7 +410,6 @@ class Client:
                         max_queued=limit,
                     )
                 self._room.wait(left)
-            by_key = self._by_key if timeout is None else {}
             ids = self._ids
             fresh = list(new.values())
             for promise in fresh:
@@ -427,9 +429,16 @@ class Client:
             try:
                 self._outbox.extend(fresh, priority)
                 self._by_id.update(by_id)
-                by_key.update(new)
-                if run is not None:
-                    self._add_unsent_deadlines((run,))
+                if timeout is None:  # one with a deadline is joined by none (see _match)
+                    self._by_key.update(new)
+                if run is not None:  # _add_unsent_deadlines((run,)), inlined: it is per call
+                    heap = self._unsent_deadlines
+                    earliest = heap[0][0] if heap else None
+                    heapq.heappush(heap, run)
+                    if len(heap) > _MIN_DEADLINE_HEAP:
+                        self._compact_unsent_deadlines()
+                    if earliest is None or deadline < earliest:
+                        self._outbox_ready.notify()  # the sender watches the next deadline
                 for promise in joined:
                     promise._shares += 1
                     if promise._priority < priority:  # unsent (see _match): raised
@@ -470,7 +479,7 @@ class Client:
         # Phase 1 runs the requests' own __hash__ and __eq__ (dict lookups), which may
         # raise or be interrupted: it changes nothing shared.
         # A request with a deadline joins no promise of another call (nor one of it).
-        by_key: dict[Hashable, Promise[Any]] = self._by_key if timeout is None else {}
+        by_key: Mapping[Hashable, Promise[Any]] = self._by_key if timeout is None else _NO_KEYS
         new: dict[Hashable, Promise[Any]] = {}
         promises: list[Promise[Any]] = []
         joined: list[Promise[Any]] = []
@@ -508,20 +517,28 @@ class Client:
         push = heapq.heappush
         for entry in runs:
             push(heap, entry)  # the latest so far: sifts up O(1), usually
-        if len(heap) > _MIN_DEADLINE_HEAP and len(heap) > 2 * len(self._by_id):
-            by_id = self._by_id  # compacted: drop runs with none left unsent
-            heap = [
-                e
-                for e in heap
-                if any(
-                    (p := by_id.get(i)) is not None and not p._sent_in
-                    for i in range(e[1], e[1] + e[2])
-                )
-            ]
-            heapq.heapify(heap)
-            self._unsent_deadlines = heap
+        self._compact_unsent_deadlines()
+        heap = self._unsent_deadlines
         if heap and (earliest is None or heap[0][0] < earliest):
             self._outbox_ready.notify()  # the sender watches the next deadline: it moved
+
+    def _compact_unsent_deadlines(self) -> None:
+        """Drops the runs with no request left unsent, once the heap holds more than
+        ``_MIN_DEADLINE_HEAP`` entries and twice the pending requests. Call with STATE_LOCK
+        held."""
+        heap = self._unsent_deadlines
+        if len(heap) <= _MIN_DEADLINE_HEAP or len(heap) <= 2 * len(self._by_id):
+            return
+        by_id = self._by_id
+        heap = [
+            e
+            for e in heap
+            if any(
+                (p := by_id.get(i)) is not None and not p._sent_in for i in range(e[1], e[1] + e[2])
+            )
+        ]
+        heapq.heapify(heap)
+        self._unsent_deadlines = heap
 
     def _expire_unsent(self, notes: Notes) -> float | None:
         """Fails the requests whose deadline passed while they were still in the outbox (they
