@@ -100,14 +100,20 @@ class DeadlineBook:
         self._held = 0
         for group in groups:
             ids = pending(group.client)
-            if ids.isdisjoint(group.ids[group.next :]):
-                continue  # all finished (the usual case): dropped without a Python loop
-            rest = zip(group.at[group.next :], group.ids[group.next :], strict=True)
-            kept = [(at, request_id) for at, request_id in rest if request_id in ids]
-            if kept:
+            waiting = group.ids[group.next :]
+            # All finished, or none (the usual cases, e.g. the submit just added): without a
+            # Python loop per waiter.
+            if ids.isdisjoint(waiting):
+                continue
+            if all(map(ids.__contains__, waiting)):
+                group.at = group.at[group.next :]
+                group.ids = waiting
+            else:
+                rest = zip(group.at[group.next :], waiting, strict=True)
+                kept = [(at, request_id) for at, request_id in rest if request_id in ids]
                 group.at = [at for at, _ in kept]
                 group.ids = [request_id for _, request_id in kept]
-                group.next = 0
-                self._push(group)
-                self._held += len(kept)
+            group.next = 0
+            self._push(group)
+            self._held += len(group.ids)
         self._limit = max(MIN_COMPACT, 2 * self._held)

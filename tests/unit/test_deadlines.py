@@ -68,3 +68,14 @@ def test_compaction_drops_a_group_whose_waiters_all_finished():
     book.compact(lambda client: pending[client])
     assert len(book) == 2 and book.next_due() == 70.0
     assert book.due(100.0) == [("b", 2), ("c", 9)]
+
+
+def test_compaction_keeps_a_group_whose_waiters_all_still_wait_whole():
+    book = DeadlineBook()
+    book.add("a", [1, 2, 3], [1.0, 2.0, 3.0])
+    assert book.due(1.0) == [("a", 1)]
+    assert book.add("b", list(range(MIN_COMPACT)), [50.0] * MIN_COMPACT)
+    book.compact(lambda client: {2, 3} if client == "a" else set())
+    assert len(book) == 2 and book.next_due() == 2.0
+    assert book.due(3.0) == [("a", 2), ("a", 3)]
+    assert not book
