@@ -27,13 +27,14 @@ import datetime
 import heapq
 import itertools
 import logging
+import operator
 import queue
 import threading
 import time
 import types
 import uuid
 from collections.abc import Callable, Hashable, Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from raypw.backlog import Backlog
 from raypw.errors import (
@@ -108,6 +109,8 @@ _ADMIT_SHARE = 4
 # The heap of unsent requests' deadlines is compacted (sent ones dropped) past twice the
 # outbox's length, and at least this many entries.
 _MIN_DEADLINE_HEAP = 4096
+_TIMEOUT_OF = operator.attrgetter("_timeout")
+_DEADLINE_OF = operator.attrgetter("_deadline")
 # The promises a request with a deadline may join: none (read only).
 _NO_KEYS: Mapping[Hashable, Any] = types.MappingProxyType({})
 
@@ -286,9 +289,15 @@ class Client:
                 priorities = [p._priority for p in promises]
         if timeouts is not None:  # seconds left now: the coordinator's clock is its own
             now = time.monotonic()
-            timeouts = [
-                None if p._timeout is None else max(0.0, p._deadline - now) for p in promises
-            ]
+            if None in map(_TIMEOUT_OF, promises):
+                timeouts = [
+                    None if p._timeout is None else max(0.0, p._deadline - now) for p in promises
+                ]
+            else:  # each has one (the usual case): no Python loop per request
+                lefts: list[float] = list(map(now.__rsub__, map(_DEADLINE_OF, promises)))
+                if min(lefts) < 0.0:
+                    lefts = [max(0.0, left) for left in lefts]
+                timeouts = cast("list[float | None]", lefts)
         message = Submit(
             self.client_id,
             self._epoch,

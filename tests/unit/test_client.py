@@ -378,3 +378,12 @@ def test_one_call_s_requests_share_one_unsent_deadline_entry_and_fail_together()
         with pytest.raises(RequestTimeoutError):
             late.get_result(timeout=0)
     assert not b.done() and client.counts()["timed_out"] == 2
+
+
+def test_a_submit_of_timed_requests_only_carries_no_negative_seconds_left():
+    client = open_client()
+    client._coordinator = Recording()
+    late, fine = client.queue(["late", "fine"], None, timeout=30.0)
+    late._deadline -= 60.0  # its deadline passed while it waited to be sent
+    assert client._submit([late, fine], 1).timeouts[0] == 0.0
+    assert 0 < client._submit([fine], 2).timeouts[0] <= 30.0
