@@ -27,12 +27,14 @@ import datetime
 import heapq
 import itertools
 import logging
+import operator
 import queue
 import threading
 import time
+import types
 import uuid
-from collections.abc import Callable, Hashable, Iterable
-from typing import Any
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from typing import Any, cast
 
 from raypw.backlog import Backlog
 from raypw.errors import (
@@ -107,6 +109,10 @@ _ADMIT_SHARE = 4
 # The heap of unsent requests' deadlines is compacted (sent ones dropped) past twice the
 # outbox's length, and at least this many entries.
 _MIN_DEADLINE_HEAP = 4096
+_TIMEOUT_OF = operator.attrgetter("_timeout")
+_DEADLINE_OF = operator.attrgetter("_deadline")
+# The promises a request with a deadline may join: none (read only).
+_NO_KEYS: Mapping[Hashable, Any] = types.MappingProxyType({})
 
 
 class Client:
@@ -139,9 +145,10 @@ class Client:
         self._by_key: dict[Hashable, Promise[Any]] = {}
         self._by_id: dict[int, Promise[Any]] = {}
         self._outbox: Backlog[Promise[Any]] = Backlog()
-        # (deadline, id) of requests with a timeout, while they may still be in the outbox:
-        # one whose deadline passes before it is sent fails here, and is never sent.
-        self._unsent_deadlines: list[tuple[float, int]] = []
+        # (deadline, first id, count) of runs of consecutive request ids sharing a deadline
+        # (one queue() call's), while they may still be in the outbox: one whose deadline
+        # passes before it is sent fails here, and is never sent.
+        self._unsent_deadlines: list[tuple[float, int, int]] = []
         self._submits = 0  # submits sent; each promise notes the one that carried it
         self._sent = 0  # promises sent to the coordinator and not finished
         self._sent_bytes = 0  # their requests' size
@@ -286,9 +293,15 @@ class Client:
                 priorities = [p._priority for p in promises]
         if timeouts is not None:  # seconds left now: the coordinator's clock is its own
             now = time.monotonic()
-            timeouts = [
-                None if p._timeout is None else max(0.0, p._deadline - now) for p in promises
-            ]
+            if None in map(_TIMEOUT_OF, promises):
+                timeouts = [
+                    None if p._timeout is None else max(0.0, p._deadline - now) for p in promises
+                ]
+            else:  # each has one (the usual case): no Python loop per request
+                lefts: list[float] = list(map(now.__rsub__, map(_DEADLINE_OF, promises)))
+                if min(lefts) < 0.0:
+                    lefts = [max(0.0, left) for left in lefts]
+                timeouts = cast("list[float | None]", lefts)
         message = Submit(
             self.client_id,
             self._epoch,
@@ -415,29 +428,35 @@ class Client:
                         max_queued=limit,
                     )
                 self._room.wait(left)
-            by_key = self._by_key if timeout is None else {}
             ids = self._ids
             fresh = list(new.values())
             for promise in fresh:
                 promise._id = next(ids)
                 promise._priority = priority
             by_id = {promise._id: promise for promise in fresh}
-            deadlines: list[tuple[float, int]] = []
-            if timeout is not None:
+            run: tuple[float, int, int] | None = None  # fresh's ids are consecutive
+            if timeout is not None and fresh:
                 deadline = time.monotonic() + timeout
                 for promise in fresh:
                     promise._timeout = timeout
                     promise._deadline = deadline
-                deadlines = [(deadline, promise._id) for promise in fresh]
+                run = (deadline, fresh[0]._id, len(fresh))
             # Phase 2 commits with a few C-level calls, in an order that leaves nothing
             # half-queued if an interrupt lands between them.
             wake = not self._outbox
             try:
                 self._outbox.extend(fresh, priority)
                 self._by_id.update(by_id)
-                by_key.update(new)
-                if deadlines:
-                    self._add_unsent_deadlines(deadlines)
+                if timeout is None:  # one with a deadline is joined by none (see _match)
+                    self._by_key.update(new)
+                if run is not None:  # _add_unsent_deadlines((run,)), inlined: it is per call
+                    heap = self._unsent_deadlines
+                    earliest = heap[0][0] if heap else None
+                    heapq.heappush(heap, run)
+                    if len(heap) > _MIN_DEADLINE_HEAP:
+                        self._compact_unsent_deadlines()
+                    if earliest is None or deadline < earliest:
+                        self._outbox_ready.notify()  # the sender watches the next deadline
                 for promise in joined:
                     promise._shares += 1
                     if promise._priority < priority:  # unsent (see _match): raised
@@ -487,7 +506,7 @@ class Client:
         # Phase 1 runs the requests' own __hash__ and __eq__ (dict lookups), which may
         # raise or be interrupted: it changes nothing shared.
         # A request with a deadline joins no promise of another call (nor one of it).
-        by_key: dict[Hashable, Promise[Any]] = self._by_key if timeout is None else {}
+        by_key: Mapping[Hashable, Promise[Any]] = self._by_key if timeout is None else _NO_KEYS
         new: dict[Hashable, Promise[Any]] = {}
         promises: list[Promise[Any]] = []
         joined: list[Promise[Any]] = []
@@ -517,20 +536,36 @@ class Client:
             raise _comparison_error(request, self._key is not None, exc) from exc
         return new, promises, joined
 
-    def _add_unsent_deadlines(self, deadlines: list[tuple[float, int]]) -> None:
-        """Watches the deadlines of requests in the outbox. Call with STATE_LOCK held."""
+    def _add_unsent_deadlines(self, runs: Iterable[tuple[float, int, int]]) -> None:
+        """Watches the deadlines of requests in the outbox, given as runs of consecutive ids
+        (deadline, first id, count). Call with STATE_LOCK held."""
         heap = self._unsent_deadlines
         earliest = heap[0][0] if heap else None
         push = heapq.heappush
-        for entry in deadlines:
+        for entry in runs:
             push(heap, entry)  # the latest so far: sifts up O(1), usually
-        if len(heap) > _MIN_DEADLINE_HEAP and len(heap) > 2 * len(self._by_id):
-            by_id = self._by_id  # compacted: drop the sent and the finished
-            heap = [e for e in heap if e[1] in by_id and not by_id[e[1]]._sent_in]
-            heapq.heapify(heap)
-            self._unsent_deadlines = heap
+        self._compact_unsent_deadlines()
+        heap = self._unsent_deadlines
         if heap and (earliest is None or heap[0][0] < earliest):
             self._outbox_ready.notify()  # the sender watches the next deadline: it moved
+
+    def _compact_unsent_deadlines(self) -> None:
+        """Drops the runs with no request left unsent, once the heap holds more than
+        ``_MIN_DEADLINE_HEAP`` entries and twice the pending requests. Call with STATE_LOCK
+        held."""
+        heap = self._unsent_deadlines
+        if len(heap) <= _MIN_DEADLINE_HEAP or len(heap) <= 2 * len(self._by_id):
+            return
+        by_id = self._by_id
+        heap = [
+            e
+            for e in heap
+            if any(
+                (p := by_id.get(i)) is not None and not p._sent_in for i in range(e[1], e[1] + e[2])
+            )
+        ]
+        heapq.heapify(heap)
+        self._unsent_deadlines = heap
 
     def _expire_unsent(self, notes: Notes) -> float | None:
         """Fails the requests whose deadline passed while they were still in the outbox (they
@@ -540,14 +575,16 @@ class Client:
         if not heap:
             return None
         now = time.monotonic()
+        by_id = self._by_id
         while heap and heap[0][0] <= now:
-            _, request_id = heapq.heappop(heap)
-            promise = self._by_id.get(request_id)
-            if promise is None or promise._sent_in:
-                continue
-            self._forget(promise)  # it stays in the outbox, which drops it unsent
-            settle(promise, FAILED, _timeout_error(promise), notes)
-            self.timed_out += 1
+            _, first, count = heapq.heappop(heap)
+            for request_id in range(first, first + count):
+                promise = by_id.get(request_id)
+                if promise is None or promise._sent_in:
+                    continue
+                self._forget(promise)  # it stays in the outbox, which drops it unsent
+                settle(promise, FAILED, _timeout_error(promise), notes)
+                self.timed_out += 1
         return heap[0][0] - now if heap else None
 
     def _prepare(self, request: Any) -> tuple[Any, Hashable, Any, int]:
@@ -878,7 +915,7 @@ class Client:
             for promise in reversed(resend):
                 promise._sent_in = 0
                 self._outbox.appendleft(promise, promise._priority)
-            timed = [(p._deadline, p._id) for p in resend if p._timeout is not None]
+            timed = [(p._deadline, p._id, 1) for p in resend if p._timeout is not None]
             if timed:
                 self._add_unsent_deadlines(timed)
             self._sent = 0

@@ -13,7 +13,7 @@ keeps memory bounded.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Container
+from collections.abc import Callable, Set
 
 __all__ = ["MIN_COMPACT", "DeadlineBook"]
 
@@ -57,8 +57,13 @@ class DeadlineBook:
         book has grown enough that the owner should :meth:`compact` it."""
         if not ids:
             return False
-        order = sorted(range(len(ids)), key=deadlines.__getitem__)  # O(n) when in order
-        group = _Group(client, [ids[i] for i in order], [deadlines[i] for i in order])
+        if deadlines == sorted(deadlines):  # the usual case, checked without a Python loop
+            group = _Group(client, list(ids), list(deadlines))
+        else:
+            order = sorted(range(len(ids)), key=deadlines.__getitem__)  # stable: ties keep order
+            group = _Group(
+                client, list(map(ids.__getitem__, order)), list(map(deadlines.__getitem__, order))
+            )
         self._push(group)
         self._held += len(ids)
         return self._held > self._limit
@@ -88,19 +93,27 @@ class DeadlineBook:
                 self._push(group)
         return found
 
-    def compact(self, pending: Callable[[str], Container[int]]) -> None:
+    def compact(self, pending: Callable[[str], Set[int]]) -> None:
         """Keeps only the waiters whose id is in ``pending(client)``."""
         groups = [entry[2] for entry in self._heap]
         self._heap = []
         self._held = 0
         for group in groups:
             ids = pending(group.client)
-            rest = zip(group.at[group.next :], group.ids[group.next :], strict=True)
-            kept = [(at, request_id) for at, request_id in rest if request_id in ids]
-            if kept:
+            waiting = group.ids[group.next :]
+            # All finished, or none (the usual cases, e.g. the submit just added): without a
+            # Python loop per waiter.
+            if ids.isdisjoint(waiting):
+                continue
+            if all(map(ids.__contains__, waiting)):
+                group.at = group.at[group.next :]
+                group.ids = waiting
+            else:
+                rest = zip(group.at[group.next :], waiting, strict=True)
+                kept = [(at, request_id) for at, request_id in rest if request_id in ids]
                 group.at = [at for at, _ in kept]
                 group.ids = [request_id for _, request_id in kept]
-                group.next = 0
-                self._push(group)
-                self._held += len(kept)
+            group.next = 0
+            self._push(group)
+            self._held += len(group.ids)
         self._limit = max(MIN_COMPACT, 2 * self._held)

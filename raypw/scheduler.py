@@ -104,6 +104,7 @@ MAX_CHUNK_SECONDS = 0.02
 OVERTAKE = -2
 
 Subscriber = tuple[str, int]  # (client id, request id)
+_NONE: frozenset[int] = frozenset()  # the pending ids of a client that is gone
 
 
 # -- actions -------------------------------------------------------------------------------
@@ -541,6 +542,7 @@ class Scheduler:
         client = message.client
         requests = message.requests
         keys = requests if message.keys is None else message.keys
+        every_id = not state.early_aborts  # none is dropped: every id will be pending
         if message.priorities is None:
             added = self._add(message.ids, requests, keys, client, state)
         else:
@@ -548,7 +550,7 @@ class Scheduler:
             added = self._add_prioritised(message, keys, state)
         self._queued += added
         if message.timeouts is not None:
-            self._set_deadlines(state, client, message.ids, message.timeouts)
+            self._set_deadlines(state, client, message.ids, message.timeouts, every_id)
         if self.dead is not None:
             self._fail_queue(self.dead)
             return []
@@ -668,20 +670,32 @@ class Scheduler:
                 actions.append(TakeBack(batch.worker, batch.batch_id, positions))
 
     def _set_deadlines(
-        self, state: _Client, client: str, ids: list[int], timeouts: list[float | None]
+        self,
+        state: _Client,
+        client: str,
+        ids: list[int],
+        timeouts: list[float | None],
+        every_id: bool,
     ) -> None:
-        """Records each waiter's deadline: ``timeouts`` seconds from now (None: none)."""
+        """Records each waiter's deadline: ``timeouts`` seconds from now (None: none).
+        ``every_id``: each of ``ids`` is pending (no early abort dropped one)."""
         now = self._clock()
-        mine = state.items
-        timed = [
-            (request_id, now + timeout)
-            for request_id, timeout in zip(ids, timeouts, strict=True)
-            if timeout is not None and request_id in mine
-        ]
         book = self._deadlines
-        if book.add(client, [i for i, _ in timed], [d for _, d in timed]):
+        # The usual submit: every id pending, each with a timeout; no Python loop per id.
+        if every_id and len(timeouts) == len(ids) and None not in timeouts:
+            deadlines: list[float] = list(map(now.__add__, timeouts))  # type: ignore[arg-type]
+            grew = book.add(client, ids, deadlines)
+        else:
+            mine = state.items
+            timed = [
+                (request_id, now + timeout)
+                for request_id, timeout in zip(ids, timeouts, strict=True)
+                if timeout is not None and request_id in mine
+            ]
+            grew = book.add(client, [i for i, _ in timed], [d for _, d in timed])
+        if grew:
             clients = self._clients
-            book.compact(lambda c: () if (st := clients.get(c)) is None else st.items)
+            book.compact(lambda c: _NONE if (st := clients.get(c)) is None else st.items.keys())
 
     def next_timer(self) -> float | None:
         """When :meth:`tick` has something to do next (clock time), or None."""

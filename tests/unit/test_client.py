@@ -172,7 +172,7 @@ def test_a_request_whose_deadline_passes_in_the_outbox_fails_and_is_never_sent()
     client = open_client()
     (late,) = client.queue(["late"], None, timeout=30.0)
     (fine,) = client.queue(["fine"], None, timeout=30.0)
-    client._unsent_deadlines = [(0.0, late._id), (float("inf"), fine._id)]  # late's passed
+    client._unsent_deadlines = [(0.0, late._id, 1), (float("inf"), fine._id, 1)]  # late's passed
     notes = Notes()
     assert client._expire_unsent(notes) == float("inf")
     with pytest.raises(
@@ -362,3 +362,28 @@ def test_a_sent_equal_request_of_a_higher_priority_gets_a_promise_of_its_own():
     assert high is not low  # the coordinator raises the one it holds, and runs it once
     (same,) = client.queue(["x"], None, priority=1)
     assert same is high
+
+
+def test_one_call_s_requests_share_one_unsent_deadline_entry_and_fail_together():
+    from raypw.promise import Notes
+
+    client = open_client()
+    a, b, c = client.queue(["a", "b", "c"], None, timeout=30.0)
+    assert client._unsent_deadlines == [(a._deadline, a._id, 3)]
+    assert [b._id, c._id] == [a._id + 1, a._id + 2]
+    b._sent_in = 1  # b went out: the coordinator times it out, not the outbox
+    client._unsent_deadlines = [(0.0, a._id, 3)]  # their deadline passed
+    assert client._expire_unsent(Notes()) is None
+    for late in (a, c):
+        with pytest.raises(RequestTimeoutError):
+            late.get_result(timeout=0)
+    assert not b.done() and client.counts()["timed_out"] == 2
+
+
+def test_a_submit_of_timed_requests_only_carries_no_negative_seconds_left():
+    client = open_client()
+    client._coordinator = Recording()
+    late, fine = client.queue(["late", "fine"], None, timeout=30.0)
+    late._deadline -= 60.0  # its deadline passed while it waited to be sent
+    assert client._submit([late, fine], 1).timeouts[0] == 0.0
+    assert 0 < client._submit([fine], 2).timeouts[0] <= 30.0

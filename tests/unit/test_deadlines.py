@@ -39,3 +39,43 @@ def test_nothing_to_add_adds_nothing():
     book = DeadlineBook()
     assert not book.add("a", [], [])
     assert not book and len(book) == 0
+
+
+def test_a_submit_in_deadline_order_comes_out_in_it_and_the_book_keeps_no_alias():
+    book = DeadlineBook()
+    ids, deadlines = [4, 5, 6], [1.0, 1.0, 2.0]
+    book.add("a", ids, deadlines)
+    ids.append(7)  # the caller's lists are its own: the book copied them
+    deadlines[0] = 9.0
+    assert book.due(1.0) == [("a", 4), ("a", 5)]
+    assert book.due(2.0) == [("a", 6)]
+    assert not book
+
+
+def test_equal_deadlines_out_of_order_keep_the_order_they_were_added_in():
+    book = DeadlineBook()
+    book.add("a", [1, 2, 3, 4], [3.0, 1.0, 3.0, 1.0])
+    assert book.due(1.0) == [("a", 2), ("a", 4)]
+    assert book.due(3.0) == [("a", 1), ("a", 3)]
+
+
+def test_compaction_drops_a_group_whose_waiters_all_finished():
+    book = DeadlineBook()
+    book.add("a", list(range(MIN_COMPACT)), [50.0] * MIN_COMPACT)
+    book.add("b", [1, 2], [60.0, 70.0])
+    assert book.add("c", [9], [80.0])  # past MIN_COMPACT
+    pending = {"a": set(), "b": {2}, "c": {9}}
+    book.compact(lambda client: pending[client])
+    assert len(book) == 2 and book.next_due() == 70.0
+    assert book.due(100.0) == [("b", 2), ("c", 9)]
+
+
+def test_compaction_keeps_a_group_whose_waiters_all_still_wait_whole():
+    book = DeadlineBook()
+    book.add("a", [1, 2, 3], [1.0, 2.0, 3.0])
+    assert book.due(1.0) == [("a", 1)]
+    assert book.add("b", list(range(MIN_COMPACT)), [50.0] * MIN_COMPACT)
+    book.compact(lambda client: {2, 3} if client == "a" else set())
+    assert len(book) == 2 and book.next_due() == 2.0
+    assert book.due(3.0) == [("a", 2), ("a", 3)]
+    assert not book

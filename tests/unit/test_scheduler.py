@@ -898,6 +898,20 @@ def test_the_deadlines_of_finished_requests_do_not_pile_up():
     assert len(pool.scheduler._deadlines) <= 6000
 
 
+def test_a_request_aborted_before_its_submit_landed_gets_no_deadline():
+    pool = Pool(workers=1)
+    pool.connect("a")
+    epoch = pool.epochs["a"]
+    pool.act(pool.scheduler.submit(Submit("a", epoch, 1, [1], ["busy"])))
+    pool.act(pool.scheduler.submit(Submit("a", epoch, 2, [2], ["ahead"])))  # the queue is next
+    pool.act(pool.scheduler.abort(Abort("a", epoch, [4], [3])))  # overtakes submit 3
+    submit = Submit("a", epoch, 3, [3, 4, 5], ["x", "y", "z"], timeouts=[1.0, 1.0, None])
+    pool.act(pool.scheduler.submit(submit))
+    assert len(pool.scheduler._deadlines) == 1  # only 3: 4 was aborted, 5 has none
+    pool.later(1.5)
+    assert pool.results("a") == {3: "timed out"}
+
+
 def test_no_batch_is_sent_ahead_to_a_worker_running_a_request_past_its_deadline():
     pool = Pool(workers=1, grace=5.0)
     pool.connect("a")
