@@ -449,14 +449,8 @@ class Client:
                 self._by_id.update(by_id)
                 if timeout is None:  # one with a deadline is joined by none (see _match)
                     self._by_key.update(new)
-                if run is not None:  # _add_unsent_deadlines((run,)), inlined: it is per call
-                    heap = self._unsent_deadlines
-                    earliest = heap[0][0] if heap else None
-                    heapq.heappush(heap, run)
-                    if len(heap) > _MIN_DEADLINE_HEAP:
-                        self._compact_unsent_deadlines()
-                    if earliest is None or deadline < earliest:
-                        self._outbox_ready.notify()  # the sender watches the next deadline
+                if run is not None:
+                    self._add_unsent_deadlines((run,))
                 for promise in joined:
                     promise._shares += 1
                     if promise._priority < priority:  # unsent (see _match): raised
