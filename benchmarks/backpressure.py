@@ -3,12 +3,16 @@
 Usage:
     python -m benchmarks.backpressure                       # 10,000,000 no-op requests
     python -m benchmarks.backpressure --n 1000000 --max-queued 10000
+    python -m benchmarks.backpressure --mode slices
     python -m benchmarks.backpressure --mode one-call --n 2000000
 
 One service of 2 workers with ``max_queued``; the requests come from a generator, and each
-result is taken in ``completed_callback``, which only counts it. Two ways to feed the generator:
+result is taken in ``completed_callback``, which only counts it. Three ways to feed the
+generator:
 
-    slices    (default) ``queue_requests(islice(generator, 10_000), callback)`` until the
+    stream    (default) ``queue_requests(generator, callback, keep_promises=False)`` once:
+              the call returns a count, not promises, and holds only those still pending
+    slices    ``queue_requests(islice(generator, 10_000), callback)`` until the
               generator is empty, dropping each returned list: no promise is kept, so memory
               can stay flat
     one-call  ``queue_requests(generator, callback)`` once, as the issue words it: the call
@@ -99,6 +103,9 @@ def sample_until(
 def feed(service: Any, n: int, counter: Counter, mode: str) -> int:
     """Queues the stream; returns the most promises held at once by this function."""
     stream = requests(n)
+    if mode == "stream":
+        service.queue_requests(stream, counter, keep_promises=False)
+        return 0
     if mode == "one-call":
         promises = service.queue_requests(stream, counter)
         return len(promises)
@@ -140,7 +147,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=10_000_000)
     parser.add_argument("--max-queued", type=int, default=100_000)
-    parser.add_argument("--mode", choices=("slices", "one-call"), default="slices")
+    parser.add_argument("--mode", choices=("stream", "slices", "one-call"), default="stream")
     args = parser.parse_args()
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
@@ -177,7 +184,11 @@ def main() -> None:
     finally:
         service.stop()
         ray.shutdown()
-    how = "one queue_requests call" if args.mode == "one-call" else f"slices of {SLICE:,}"
+    how = {
+        "stream": "one queue_requests call, keep_promises=False",
+        "one-call": "one queue_requests call",
+        "slices": f"slices of {SLICE:,}",
+    }[args.mode]
     print(
         f"{args.n:,} no-op requests from a generator, {how}, max_queued={args.max_queued:,}, "
         "2 workers, results taken in completed_callback"

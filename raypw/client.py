@@ -34,7 +34,7 @@ import time
 import types
 import uuid
 from collections.abc import Callable, Hashable, Iterable, Mapping
-from typing import Any, cast
+from typing import Any, Literal, cast, overload
 
 from raypw.backlog import Backlog
 from raypw.errors import (
@@ -316,6 +316,7 @@ class Client:
 
     # -- queueing --------------------------------------------------------------------------
 
+    @overload
     def queue(
         self,
         requests: Iterable[Any],
@@ -324,7 +325,31 @@ class Client:
         block: bool = True,
         block_timeout: float | None = None,
         priority: int = 0,
-    ) -> list[Promise[Any]]:
+        keep: Literal[True] = True,
+    ) -> list[Promise[Any]]: ...
+
+    @overload
+    def queue(
+        self,
+        requests: Iterable[Any],
+        callback: Callback | None,
+        timeout: float | None,
+        block: bool,
+        block_timeout: float | None,
+        priority: int,
+        keep: bool,
+    ) -> list[Promise[Any]] | int: ...
+
+    def queue(
+        self,
+        requests: Iterable[Any],
+        callback: Callback | None,
+        timeout: float | None = None,
+        block: bool = True,
+        block_timeout: float | None = None,
+        priority: int = 0,
+        keep: bool = True,
+    ) -> list[Promise[Any]] | int:
         """Queues requests and returns one promise each (equal pending requests share one).
 
         All or nothing: if one request is refused, or the call is interrupted (Ctrl-C),
@@ -344,6 +369,11 @@ class Client:
         or the wait runs out, the promises of the earlier ones are aborted before the error
         is raised, so nothing of the call stays queued.
 
+        With ``keep`` False the promises are not returned but the number of requests taken
+        from the iterable: the call holds only those of its promises still pending (a
+        producer of any length runs in memory bounded by ``max_queued``), and the outcomes
+        reach the caller through ``callback`` alone.
+
         Raises:
             TypeError: a request is unhashable (without a key function), cannot be pickled,
                 or raises when compared with an equal-hash pending one.
@@ -351,21 +381,27 @@ class Client:
             QueueFullError: ``max_queued`` requests are pending and there was no room in time.
         """
         limit = self._max_queued
-        if limit is None:
+        if limit is None and keep:
             prepared = [self._prepare(r) for r in requests]
             return self._admit(prepared, callback, timeout, priority=priority)
         until = None if block_timeout is None else time.monotonic() + block_timeout
-        size = max(1, min(_ADMIT_CHUNK, limit // _ADMIT_SHARE))
+        size = _ADMIT_CHUNK if limit is None else max(1, min(_ADMIT_CHUNK, limit // _ADMIT_SHARE))
         iterator = iter(requests)
         promises: list[Promise[Any]] = []
+        taken = 0
+        prune_at = 2 * size
         try:
             while chunk := list(itertools.islice(iterator, size)):
                 prepared = [self._prepare(request) for request in chunk]
                 promises.extend(self._admit(prepared, callback, timeout, block, until, priority))
+                taken += len(chunk)
+                if not keep and len(promises) > prune_at:  # amortised O(1) a request
+                    promises = [promise for promise in promises if promise._state == PENDING]
+                    prune_at = max(prune_at, 2 * len(promises))
         except BaseException:
             self._abort_all(promises)
             raise
-        return promises
+        return promises if keep else taken
 
     def _abort_all(self, promises: list[Promise[Any]]) -> None:
         """Withdraws one share of each promise (a call that failed half-way); those left

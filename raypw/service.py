@@ -36,7 +36,7 @@ import weakref
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from types import TracebackType
-from typing import Any, Generic
+from typing import Any, Generic, Literal, overload
 
 from raypw.client import Client
 from raypw.config import (
@@ -725,6 +725,7 @@ class ProcessorService(Generic[RequestT, ResultT]):
             (request,), completed_callback, seconds, block, block_timeout, priority
         )[0]
 
+    @overload
     def queue_requests(
         self,
         requests: Iterable[RequestT],
@@ -734,7 +735,33 @@ class ProcessorService(Generic[RequestT, ResultT]):
         priority: int = 0,
         block: bool = True,
         block_timeout: float | None = None,
-    ) -> list[Promise[ResultT]]:
+        keep_promises: Literal[True] = True,
+    ) -> list[Promise[ResultT]]: ...
+
+    @overload
+    def queue_requests(
+        self,
+        requests: Iterable[RequestT],
+        completed_callback: Callable[[Promise[ResultT]], object],
+        *,
+        timeout: float | None = None,
+        priority: int = 0,
+        block: bool = True,
+        block_timeout: float | None = None,
+        keep_promises: Literal[False],
+    ) -> int: ...
+
+    def queue_requests(
+        self,
+        requests: Iterable[RequestT],
+        completed_callback: Callable[[Promise[ResultT]], object] | None = None,
+        *,
+        timeout: float | None = None,
+        priority: int = 0,
+        block: bool = True,
+        block_timeout: float | None = None,
+        keep_promises: bool = True,
+    ) -> list[Promise[ResultT]] | int:
         """Queues many requests at once, the fast path; one promise per request, in order.
 
         The requests are checked first: if one is unhashable or unpicklable, or
@@ -750,13 +777,34 @@ class ProcessorService(Generic[RequestT, ResultT]):
         :class:`~raypw.QueueFullError`, Ctrl-C), the requests it had queued are aborted
         first, so none of them stays queued. The returned list still holds one promise per
         request.
+
+        For a stream without end, pass ``keep_promises=False`` with a ``completed_callback``:
+        the call then returns the number of requests it took, and holds no promise once its
+        request ended, so with ``max_queued`` it runs in bounded memory however many requests
+        the generator yields; each outcome reaches the callback (an error or a deadline too).
+
+        Raises:
+            TypeError: a request cannot be hashed or pickled, ``completed_callback`` is not
+                callable, or ``keep_promises`` is not a bool.
+            ValueError: ``keep_promises=False`` without a ``completed_callback`` (nothing
+                would receive the outcomes).
+            QueueFullError: no room came in time (``block``, ``block_timeout``).
         """
         _check_callback(completed_callback)
+        if not isinstance(keep_promises, bool):
+            raise TypeError(f"keep_promises must be True or False, got {keep_promises!r}")
+        if not keep_promises and completed_callback is None:
+            raise ValueError(
+                "keep_promises=False needs a completed_callback: with neither promises nor a "
+                "callback, nothing would receive the results"
+            )
         seconds = _check_timeout(timeout, self.config.request_timeout)
         _check_priority(priority)
         _check_block(block, block_timeout)
         client = self._running_client()
-        return client.queue(requests, completed_callback, seconds, block, block_timeout, priority)
+        return client.queue(
+            requests, completed_callback, seconds, block, block_timeout, priority, keep_promises
+        )
 
     def _running_client(self) -> Client:
         client = self._client

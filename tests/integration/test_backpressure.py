@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import weakref
 
 import pytest
 
@@ -107,3 +108,60 @@ def test_a_callback_that_queues_requests_is_not_held_by_its_own_backlog(make_ser
 
     service.queue_requests([f"root:{i}" for i in range(4)], crawl)
     assert done.wait(timeout=120), f"the crawl stalled after {len(seen)} results"
+
+
+def test_queue_requests_without_keeping_promises_holds_only_the_pending_ones(make_service):
+    # keep_promises=False is the endless-stream form: the call returns a count, and no
+    # promise outlives its request and its callback, however long the generator runs.
+    service = make_service(Echo, parallel_workers=2, max_queued=40)
+    ended: weakref.WeakSet = weakref.WeakSet()  # promises whose callback ran, while alive
+    results: list[str] = []
+    most_alive = 0
+
+    def save(promise):
+        ended.add(promise)
+        results.append(promise.get_result())
+
+    def requests():
+        nonlocal most_alive
+        for i in range(3000):
+            most_alive = max(most_alive, len(ended))
+            yield f"r{i}"
+
+    taken = service.queue_requests(requests(), save, keep_promises=False)
+    assert taken == 3000
+    wait_until(lambda: len(results) == 3000, "every callback ran")
+    assert sorted(results) == sorted(f"r{i} processed." for i in range(3000))
+    assert most_alive <= 3 * 40  # bounded by max_queued, not by the 3,000 requests
+
+
+def test_queue_requests_without_keeping_promises_needs_a_callback_and_a_bool(make_service):
+    service = make_service(Echo, parallel_workers=1)
+    with pytest.raises(ValueError, match="keep_promises=False needs a completed_callback"):
+        service.queue_requests(["a"], keep_promises=False)
+    with pytest.raises(TypeError, match="keep_promises must be True or False"):
+        service.queue_requests(["a"], print, keep_promises="no")  # type: ignore[call-overload]
+    assert service.stats().pending == 0  # neither call queued anything
+
+
+def test_a_stream_that_fails_part_way_aborts_what_it_had_queued(make_service, tmp_path):
+    # As with the promises kept: a bad request ends the call and withdraws its requests still
+    # pending, so each callback sees its request done or aborted and none stays queued.
+    service = make_service(
+        Gates, parallel_workers=1, processor_class_init_args=(str(tmp_path),), max_queued=20
+    )
+    ended: list = []
+
+    def requests():
+        yield "a"  # holds the only worker until its gate file appears
+        yield from (f"free-{i}" for i in range(5))
+        yield threading.Lock()  # cannot be pickled
+
+    with pytest.raises(TypeError, match="pickle"):
+        service.queue_requests(requests(), ended.append, keep_promises=False)
+    (tmp_path / "a").touch()
+    # The requests go in chunks of max_queued // 4: "a" and free-0..3 were queued, free-4
+    # came with the lock in the chunk that was refused.
+    wait_until(lambda: len(ended) == 5, "every queued request's callback ran")
+    assert all(p.is_aborted() for p in ended)
+    assert service.stats().pending == 0
