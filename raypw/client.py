@@ -221,7 +221,10 @@ class Client:
                 self._idle.wait_for(lambda: not self._by_id, timeout)
             self._stopped = True
             self._outbox_ready.notify_all()
-            connected = self._broken is None  # else the coordinator is gone
+            # Else the coordinator is gone; and with Ray shut down in this program (by
+            # ray.shutdown() before stop(), or at exit), a call to it would start a new local
+            # Ray just to send it (Ray's auto-init).
+            connected = self._broken is None and ray.is_initialized()
         if hand_over and connected:
             self._hand_over()
         notes = Notes()
@@ -828,7 +831,18 @@ class Client:
             self._fail(ids, exc)
 
     def _collect_loop(self) -> None:
-        """Waits on the pending poll, and settles what its reply brings."""
+        """Waits on the pending poll, and settles what its reply brings, until the client
+        stops; if Ray is shut down in this program first, aborts whatever is pending."""
+        try:
+            self._collect()
+        except SystemExit:
+            # How Ray's calls end once ray.shutdown() ran here (the actors this program owned
+            # end with it). Unhandled, it would end this thread without a word and leave
+            # every pending promise, and a stop() waiting for them, waiting for ever.
+            if not self._stopped:
+                self._close_from_service("Ray was shut down in this program")
+
+    def _collect(self) -> None:
         import ray
 
         poll = self._coordinator.poll.remote(self.client_id)
@@ -899,10 +913,16 @@ class Client:
 
         Returns:
             False if there is no way back: every pending promise has then failed with
-            :class:`~raypw.WorkerDiedError`, and the client takes no more requests.
+            :class:`~raypw.WorkerDiedError` (or was aborted, if Ray was shut down in this
+            program), and the client takes no more requests.
         """
         import ray
 
+        if not ray.is_initialized():
+            # Not a dead coordinator: ray.shutdown() ran in this program (which ended the
+            # actors it owned). Replacing it would start Ray again, and a coordinator with it.
+            self._close_from_service("Ray was shut down in this program")
+            return False
         logger.warning("the raypw coordinator died (%s); replacing it", type(cause).__name__)
         replace = self._replace_coordinator
         try:

@@ -156,11 +156,14 @@ class Coordinator:
             pids = await asyncio.wait_for(
                 asyncio.gather(*(worker.ready.remote() for worker in self._workers)), timeout
             )
-        except BaseException:
+        except BaseException as exc:
             for worker in self._workers:
                 ray.kill(worker)
             self._workers = []
-            raise
+            error = self._not_up(exc)
+            if error is exc:
+                raise
+            raise error from exc
         self._pids = list(pids)
         self._act(self._scheduler.workers_started())
         self._spawn(self._forget_silent_clients())
@@ -391,11 +394,26 @@ class Coordinator:
         except BaseException as exc:
             ray.kill(actor, no_restart=True)
             self._retired.add(index)
-            self._act(self._scheduler.worker_gone(index, exc))
-            raise
+            error = self._not_up(exc)
+            self._act(self._scheduler.worker_gone(index, error))
+            if error is exc:
+                raise
+            raise error from exc
         if self._workers[index] is actor:
             self._pids[index] = pid
             self._act(self._scheduler.worker_back(index))
+
+    def _not_up(self, exc: BaseException) -> BaseException:
+        """What a worker that did not come up failed of: a timeout says what it waited for
+        (asyncio's says nothing: the log read "could not add a worker: ")."""
+        if not isinstance(exc, TimeoutError):
+            return exc
+        wanted = self._config.worker.model_dump(exclude_none=True, exclude={"runtime_env"})
+        return TimeoutError(
+            f"the worker was not up within start_timeout ({self._config.start_timeout:g} s): "
+            f"no node had {wanted or 'a CPU'} free for it, or its processor took that long "
+            "to build"
+        )
 
     def _retire(self, index: int) -> None:
         """Ends a worker the pool no longer needs (it holds nothing)."""

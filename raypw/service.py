@@ -562,6 +562,13 @@ class ProcessorService(Generic[RequestT, ResultT]):
             coordinator = self._coordinator
         if coordinator is None:
             return
+        if not ray.is_initialized():
+            # Ray was shut down in this program first: it ended the actors it owned (a
+            # detached service's stay), and a call now would auto-start a new local Ray.
+            with self._recover_lock:
+                if self._coordinator is coordinator:
+                    self._coordinator = None
+            return
         try:
             ray.get(coordinator.shutdown.remote(), timeout=10)
         except Exception:
