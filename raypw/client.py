@@ -231,7 +231,7 @@ class Client:
         with STATE_LOCK:
             for promise in list(self._by_id.values()):
                 self._forget(promise)
-                settle(promise, ABORTED, None, notes)
+                settle(promise, ABORTED, "the service was stopped", notes)
             self._outbox.clear()
         self._deliver(notes)
         if connected:
@@ -903,7 +903,7 @@ class Client:
             self._broken = ServiceNotRunningError(reason)
             for promise in list(self._by_id.values()):
                 self._forget(promise)
-                settle(promise, ABORTED, None, notes)
+                settle(promise, ABORTED, reason, notes)
             self._outbox.clear()
         self._deliver(notes)
         logger.warning("raypw: %s; pending requests were aborted", reason)

@@ -266,7 +266,8 @@ class Promise(Generic[ResultT]):
         if state == FAILED:
             raise _raisable(self._value)
         if state == ABORTED:
-            raise PromiseAbortedError(f"{_short(self.request)} was aborted", self.request)
+            why = f": {self._value}" if self._value else ""  # the reason, when not abort()
+            raise PromiseAbortedError(f"{_short(self.request)} was aborted{why}", self.request)
         raise AssertionError("a pending promise has no outcome")  # pragma: no cover
 
     def __repr__(self) -> str:
