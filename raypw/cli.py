@@ -30,7 +30,7 @@ def named_services(timeout: float = 10.0) -> list[dict[str, Any]]:
 
     Returns:
         One dict per service: ``name``, ``processor``, ``detached`` and the coordinator's
-        counters (``queued``, ``running``, ``processed``, ``workers``, ``workers_alive``,
+        counters (``queued``, ``running``, ``processed``, ``workers``, ``workers_up``,
         ``throughput``, ``clients``, ...); ``error`` instead of counters if it did not answer.
     """
     import ray
@@ -68,7 +68,7 @@ def _table(services: list[dict[str, Any]]) -> str:
             continue
         values = dict(
             service,
-            workers=f"{service['workers_alive']}/{service['workers']}",
+            workers=f"{service['workers_up']}/{service['workers']}",
             **{"req/s": service["throughput"]},
         )
         rows.append([fmt.format(values[title]) for title, fmt in _COLUMNS])

@@ -468,6 +468,7 @@ class Coordinator:
             "deduplicated": counts.deduplicated,
             "workers": counts.workers,
             "workers_alive": counts.workers_alive,
+            "workers_up": self._scheduler.workers_up,
             "worker_recycles": self._scheduler.worker_recycles,
             "throughput": self._throughput.rate(),
             "worker_restarts": counts.worker_restarts,

@@ -853,6 +853,7 @@ class ProcessorService(Generic[RequestT, ResultT]):
             cache_hits=shared["cache_hits"],
             cache_entries=shared["cache_entries"],
             cache_bytes=shared["cache_bytes"],
+            workers_up=shared["workers_up"],
         )
 
     def __repr__(self) -> str:

@@ -33,7 +33,9 @@ class ServiceStats:
         workers: Workers in the pool now: the configured number, or what
             :meth:`~raypw.ProcessorService.resize` made it (a worker being retired no longer
             counts).
-        workers_alive: Workers not gone for good (retiring ones included).
+        workers_alive: Workers not gone for good (retiring ones included), whether up or
+            not: one starting, being restarted or waiting for a node to have its resources
+            counts too.
         throughput: Requests processed per second over the last few seconds.
         worker_restarts: Workers Ray restarted after they died (this coordinator).
         coordinator_replacements: Times this program replaced a dead coordinator.
@@ -44,6 +46,9 @@ class ServiceStats:
             processed (all programs, this coordinator).
         cache_entries: Results the cache holds now.
         cache_bytes: Bytes of keys and results the cache holds now (as pickled).
+        workers_up: Workers up and taking work; below ``workers`` while some are starting,
+            being restarted, or waiting for a place (on a cluster, a node with the resources
+            they ask for).
     """
 
     pending: int
@@ -64,6 +69,7 @@ class ServiceStats:
     cache_hits: int = 0
     cache_entries: int = 0
     cache_bytes: int = 0
+    workers_up: int = 0
 
     def _repr_html_(self) -> str:
         rows = "".join(

@@ -92,6 +92,7 @@ def waiting_state(service: ProcessorService[Any, Any], gcs_address: str, grown: 
     return {
         "workers": stats.workers,
         "workers_alive": stats.workers_alive,
+        "workers_up": stats.workers_up,
         "workers_started": sum(1 for pid in pids if pid),
         "workers_waiting": pids.count(0),
         "ray_pending_accel": demand,

@@ -38,6 +38,7 @@ def test_waiting_workers_start_on_an_added_node_and_stop_cleanly_while_waiting()
     # Grown to 3 for the burst; 2 wait for an accel, and Ray sees that demand.
     waiting = report["waiting"]
     assert waiting["workers"] == waiting["workers_alive"] == 3
+    assert waiting["workers_up"] == 1  # the two without a node are not up
     assert waiting["workers_started"] == 1 and waiting["workers_waiting"] == 2
     assert waiting["ray_pending_accel"] == 2
     assert report["nodes_before"] == [head]
@@ -46,6 +47,7 @@ def test_waiting_workers_start_on_an_added_node_and_stop_cleanly_while_waiting()
     assert report["requests"] == report["correct"] == 360
     assert set(report["nodes_used"]) == {head, added}
     assert report["stats"]["workers"] == report["stats"]["workers_alive"] == 3
+    assert report["stats"]["workers_up"] == 3
     assert report["stats"]["failed"] == report["stats"]["worker_restarts"] == 0
 
     # Stopped while 2 of its workers waited: at once, and they went with it.

@@ -18,7 +18,7 @@ def test_stats_count_this_programs_promises_and_the_services_work(make_service):
     assert (stats.done, stats.failed, stats.aborted, stats.pending) == (3, 1, 1, 0)
     assert stats.deduplicated == 1  # the second "a"
     assert stats.processed >= 4 and stats.queued == 0 and stats.running == 0
-    assert stats.workers == stats.workers_alive == 2
+    assert stats.workers == stats.workers_alive == stats.workers_up == 2
     assert stats.throughput > 0
 
 
