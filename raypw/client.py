@@ -100,6 +100,8 @@ _REFILL_SHARE = 0.5
 MAX_BYTES_IN_FLIGHT = 64 * 1024 * 1024
 # Seconds an abort() waits for the coordinator's confirmation before it gives up waiting.
 _ABORT_TIMEOUT = 30.0
+# A call that failed oddly waits this long for a ray.shutdown() under way to finish.
+_SHUTDOWN_GRACE = 5.0
 # With max_queued, queue_requests takes requests from its iterable this many at a time, and
 # at most a quarter of max_queued, so the next chunk goes in while three quarters are still
 # pending (the workers never run dry between chunks); memory holds one chunk beyond what is
@@ -847,11 +849,15 @@ class Client:
 
         poll = self._coordinator.poll.remote(self.client_id)
         while True:
+            if self._ray_gone():
+                return
             ready, _ = ray.wait([poll], num_returns=1, timeout=1.0)
             if not ready:
                 if self._stopped:
                     return
                 continue
+            if self._ray_gone():  # the poll ended because Ray did
+                return
             try:
                 news: list[News] = ray.get(poll)
             except Exception as exc:
@@ -871,6 +877,18 @@ class Client:
             # Asked again after settling: news meanwhile waits at the coordinator, and a
             # lone result is not delayed by the cost of the next call.
             poll = self._coordinator.poll.remote(self.client_id)
+
+    def _ray_gone(self) -> bool:
+        """True, with the pending promises aborted, once ray.shutdown() ran here: asked
+        then, Ray would start a new local instance (its auto-init) only to say it does not
+        know the old session's poll."""
+        import ray
+
+        if ray.is_initialized():
+            return False
+        if not self._stopped:
+            self._close_from_service("Ray was shut down in this program")
+        return True
 
     def _take_news(self, news: list[News]) -> bool:
         """Acts on a poll's news; False once the client must stop collecting."""
@@ -917,10 +935,15 @@ class Client:
             program), and the client takes no more requests.
         """
         import ray
+        from ray.exceptions import RayActorError
 
-        if not ray.is_initialized():
+        # The deaths of the actors ray.shutdown() ends are told once Ray says it is down;
+        # other errors can come while it is under way, so they wait for it a while.
+        grace = 0.0 if isinstance(cause, RayActorError) else _SHUTDOWN_GRACE
+        if _ray_shutting_down(grace):
             # Not a dead coordinator: ray.shutdown() ran in this program (which ended the
-            # actors it owned). Replacing it would start Ray again, and a coordinator with it.
+            # actors it owned), and Ray's calls fail in odd ways (AttributeError, ValueError)
+            # until it is done. Replacing it would start Ray again, and a coordinator with it.
             self._close_from_service("Ray was shut down in this program")
             return False
         logger.warning("the raypw coordinator died (%s); replacing it", type(cause).__name__)
@@ -1077,6 +1100,26 @@ def _rebuild_error(carried: Any, request: Any) -> BaseException:
     if not isinstance(error, BaseException):
         return RemoteError(f"process() of {request!r:.80} failed: {error!r:.200}")
     return error
+
+
+def _ray_shutting_down(grace: float) -> bool:
+    """True if ``ray.shutdown()`` runs or ran in this program, told from a failed call.
+
+    ``ray.is_initialized()`` turns False only at the end of a shutdown, and calls fail in
+    odd ways before that; so a call that failed with anything but an actor's death waits up
+    to ``grace`` seconds for Ray to say it is shut down.
+    """
+    import ray
+    from ray.util.client import ray as ray_client
+
+    if ray_client.is_connected():  # type: ignore[no-untyped-call]  # Ray Client (ray://)
+        return False
+    until = time.monotonic() + grace
+    while ray.is_initialized():
+        if time.monotonic() >= until:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def _abort_message(client: str, epoch: int, promises: list[Promise[Any]]) -> Abort:

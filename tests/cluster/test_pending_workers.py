@@ -6,33 +6,12 @@ declares the node types); on this loopback cluster the node is added by hand.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def run_driver() -> tuple[dict, str]:
-    """Runs tests/cluster/pending_workers.py; returns its report and its stderr."""
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env.update(PYTHONPATH=str(ROOT), RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
-    result = subprocess.run(
-        [sys.executable, "-m", "tests.cluster.pending_workers"],
-        capture_output=True,
-        text=True,
-        timeout=240,  # the driver dumps its stacks and exits at 170 s if it hangs
-        cwd=ROOT,
-        env=env,
-    )
-    assert result.returncode == 0, result.stderr[-5000:]
-    return json.loads(result.stdout.strip().splitlines()[-1]), result.stderr
+from tests.programs import run_program
 
 
 def test_waiting_workers_start_on_an_added_node_and_stop_cleanly_while_waiting():
-    report, stderr = run_driver()
+    # The driver dumps its stacks and exits at 170 s if it hangs.
+    report, stderr = run_program("tests.cluster.pending_workers", timeout=240)
     head, added = report["head"], report["added"]
 
     # Grown to 3 for the burst; 2 wait for an accel, and Ray sees that demand.
