@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import collections
 import datetime
-import heapq
 import itertools
 import logging
 import operator
@@ -37,6 +36,7 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any, Literal, cast, overload
 
 from raypw.backlog import Backlog
+from raypw.deadlines import EARLIEST, OVER_LIMIT, DeadlineRuns
 from raypw.errors import (
     QueueFullError,
     RemoteError,
@@ -108,8 +108,8 @@ _SHUTDOWN_GRACE = 5.0
 # pending, whatever the iterable.
 _ADMIT_CHUNK = 1024
 _ADMIT_SHARE = 4
-# The heap of unsent requests' deadlines is compacted (sent ones dropped) past twice the
-# outbox's length, and at least this many entries.
+# The runs of unsent requests' deadlines are compacted (sent ones dropped) past twice the
+# pending requests (as counted at the last compaction), and at least this many runs.
 _MIN_DEADLINE_HEAP = 4096
 _TIMEOUT_OF = operator.attrgetter("_timeout")
 _DEADLINE_OF = operator.attrgetter("_deadline")
@@ -150,7 +150,7 @@ class Client:
         # (deadline, first id, count) of runs of consecutive request ids sharing a deadline
         # (one queue() call's), while they may still be in the outbox: one whose deadline
         # passes before it is sent fails here, and is never sent.
-        self._unsent_deadlines: list[tuple[float, int, int]] = []
+        self._unsent_deadlines = DeadlineRuns(_MIN_DEADLINE_HEAP)
         self._submits = 0  # submits sent; each promise notes the one that carried it
         self._sent = 0  # promises sent to the coordinator and not finished
         self._sent_bytes = 0  # their requests' size
@@ -475,13 +475,14 @@ class Client:
                 promise._id = next(ids)
                 promise._priority = priority
             by_id = {promise._id: promise for promise in fresh}
-            run: tuple[float, int, int] | None = None  # fresh's ids are consecutive
+            timed = False
+            deadline = 0.0
             if timeout is not None and fresh:
+                timed = True
                 deadline = time.monotonic() + timeout
                 for promise in fresh:
                     promise._timeout = timeout
                     promise._deadline = deadline
-                run = (deadline, fresh[0]._id, len(fresh))
             # Phase 2 commits with a few C-level calls, in an order that leaves nothing
             # half-queued if an interrupt lands between them.
             wake = not self._outbox
@@ -490,8 +491,10 @@ class Client:
                 self._by_id.update(by_id)
                 if timeout is None:  # one with a deadline is joined by none (see _match)
                     self._by_key.update(new)
-                if run is not None:
-                    self._add_unsent_deadlines((run,))
+                if timed:  # one run: fresh's ids are consecutive
+                    added = self._unsent_deadlines.add(deadline, fresh[0]._id, len(fresh))
+                    if added:
+                        self._added_unsent_deadlines(added)
                 for promise in joined:
                     promise._shares += 1
                     if promise._priority < priority:  # unsent (see _match): raised
@@ -574,45 +577,48 @@ class Client:
     def _add_unsent_deadlines(self, runs: Iterable[tuple[float, int, int]]) -> None:
         """Watches the deadlines of requests in the outbox, given as runs of consecutive ids
         (deadline, first id, count). Call with STATE_LOCK held."""
-        heap = self._unsent_deadlines
-        earliest = heap[0][0] if heap else None
-        push = heapq.heappush
-        for entry in runs:
-            push(heap, entry)  # the latest so far: sifts up O(1), usually
-        self._compact_unsent_deadlines()
-        heap = self._unsent_deadlines
-        if heap and (earliest is None or heap[0][0] < earliest):
+        added = 0
+        book = self._unsent_deadlines
+        for deadline, first, count in runs:
+            added |= book.add(deadline, first, count)
+        if added:
+            self._added_unsent_deadlines(added)
+
+    def _added_unsent_deadlines(self, added: int) -> None:
+        """Acts on what adding runs of deadlines reported (``DeadlineRuns.add``'s bits).
+        Call with STATE_LOCK held."""
+        if added & OVER_LIMIT:
+            self._compact_unsent_deadlines()
+        if added & EARLIEST:
             self._outbox_ready.notify()  # the sender watches the next deadline: it moved
 
     def _compact_unsent_deadlines(self) -> None:
-        """Drops the runs with no request left unsent, once the heap holds more than
-        ``_MIN_DEADLINE_HEAP`` entries and twice the pending requests. Call with STATE_LOCK
-        held."""
-        heap = self._unsent_deadlines
-        if len(heap) <= _MIN_DEADLINE_HEAP or len(heap) <= 2 * len(self._by_id):
-            return
+        """Drops the runs with no request left unsent if they are more than twice the
+        pending requests; the next compaction comes past twice as many runs as pending
+        requests now (and ``_MIN_DEADLINE_HEAP``). Call with STATE_LOCK held."""
+        book = self._unsent_deadlines
         by_id = self._by_id
-        heap = [
-            e
-            for e in heap
-            if any(
-                (p := by_id.get(i)) is not None and not p._sent_in for i in range(e[1], e[1] + e[2])
-            )
-        ]
-        heapq.heapify(heap)
-        self._unsent_deadlines = heap
+        if len(book) > 2 * len(by_id):
+
+            def live(first: int, count: int) -> bool:
+                return any(
+                    (p := by_id.get(i)) is not None and not p._sent_in
+                    for i in range(first, first + count)
+                )
+
+            book.keep(live)
+        book.set_limit(max(_MIN_DEADLINE_HEAP, 2 * len(by_id), 2 * len(book)))
 
     def _expire_unsent(self, notes: Notes) -> float | None:
         """Fails the requests whose deadline passed while they were still in the outbox (they
         are never sent); returns the seconds until the next such deadline, or None. Call
         with STATE_LOCK held. Sent requests are the coordinator's to time out."""
-        heap = self._unsent_deadlines
-        if not heap:
+        book = self._unsent_deadlines
+        if not book:
             return None
         now = time.monotonic()
         by_id = self._by_id
-        while heap and heap[0][0] <= now:
-            _, first, count = heapq.heappop(heap)
+        for first, count in book.pop_due(now):
             for request_id in range(first, first + count):
                 promise = by_id.get(request_id)
                 if promise is None or promise._sent_in:
@@ -620,7 +626,8 @@ class Client:
                 self._forget(promise)  # it stays in the outbox, which drops it unsent
                 settle(promise, FAILED, _timeout_error(promise), notes)
                 self.timed_out += 1
-        return heap[0][0] - now if heap else None
+        next_due = book.next_due()
+        return None if next_due is None else next_due - now
 
     def _prepare(self, request: Any) -> tuple[Any, Hashable, Any, int]:
         """Checks a request; returns it, its key, its carried form and its size in bytes."""

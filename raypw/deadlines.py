@@ -8,14 +8,19 @@ pass. Waiters that finish are not looked for: the owner checks whether one still
 its deadline comes, and :meth:`DeadlineBook.compact` drops finished ones once the book holds
 twice as many as after the last compaction, so a long stream of requests with far deadlines
 keeps memory bounded.
+
+:class:`DeadlineRuns` is the driver's counterpart for the requests still in its outbox: runs
+of consecutive request ids sharing a deadline, one per ``queue()`` call.
 """
 
 from __future__ import annotations
 
+import collections
 import heapq
-from collections.abc import Callable, Set
+from collections.abc import Callable, Iterator, Set
+from typing import Any
 
-__all__ = ["MIN_COMPACT", "DeadlineBook"]
+__all__ = ["EARLIEST", "MIN_COMPACT", "OVER_LIMIT", "DeadlineBook", "DeadlineRuns"]
 
 # The book is compacted once it holds more than twice the waiters it held after the last
 # compaction, and at least this many.
@@ -117,3 +122,109 @@ class DeadlineBook:
             self._push(group)
             self._held += len(group.ids)
         self._limit = max(MIN_COMPACT, 2 * self._held)
+
+
+# What DeadlineRuns.add() tells its owner, as bits.
+EARLIEST = 1  # the run added is now the earliest deadline held: wake the watcher
+OVER_LIMIT = 2  # more runs are held than ``limit``: compact
+
+
+class DeadlineRuns:
+    """Runs of consecutive ids (deadline, first id, count), earliest deadline first.
+
+    Deadlines mostly come in order (each call's is its clock time plus the same timeout):
+    a run whose deadline is no earlier than the last one added goes to the back of a deque,
+    flat, three slots a run, so adding one makes no object the garbage collector tracks and
+    costs no heap operation. Only a run that comes out of order goes to a heap. The earliest
+    run is the earlier of the deque's front and the heap's top.
+
+    Args:
+        limit: Runs held past which :meth:`add` reports :data:`OVER_LIMIT` (see
+            :meth:`set_limit`).
+    """
+
+    __slots__ = ("_heap", "_lane", "_slots_limit")
+
+    def __init__(self, limit: int = MIN_COMPACT) -> None:
+        # deadline, first id, count, deadline, ...: deadlines not decreasing.
+        self._lane: collections.deque[Any] = collections.deque()
+        self._heap: list[tuple[float, int, int]] = []
+        self._slots_limit = 3 * limit
+
+    def set_limit(self, limit: int) -> None:
+        """Sets the runs held past which :meth:`add` reports :data:`OVER_LIMIT`."""
+        self._slots_limit = 3 * limit
+
+    def __len__(self) -> int:
+        """Runs held."""
+        return len(self._lane) // 3 + len(self._heap)
+
+    def __bool__(self) -> bool:
+        return bool(self._lane) or bool(self._heap)
+
+    def add(self, deadline: float, first: int, count: int) -> int:
+        """Adds a run of ``count`` ids from ``first``, due at ``deadline``.
+
+        Returns:
+            :data:`EARLIEST` if its deadline is now the earliest held (strictly earlier than
+            every other), plus :data:`OVER_LIMIT` if more than ``limit`` runs are held.
+        """
+        lane = self._lane
+        heap = self._heap
+        if not lane or deadline >= lane[-3]:
+            lane.extend((deadline, first, count))  # one C call: an interrupt leaves no half
+            flags = EARLIEST if len(lane) == 3 and (not heap or deadline < heap[0][0]) else 0
+        else:
+            earliest = deadline < lane[0] and (not heap or deadline < heap[0][0])
+            heapq.heappush(heap, (deadline, first, count))
+            flags = EARLIEST if earliest else 0
+        if len(lane) + 3 * len(heap) > self._slots_limit:
+            flags |= OVER_LIMIT
+        return flags
+
+    def next_due(self) -> float | None:
+        """The earliest deadline held, or None."""
+        lane = self._lane
+        heap = self._heap
+        if lane:
+            return min(lane[0], heap[0][0]) if heap else lane[0]  # type: ignore[no-any-return]
+        return heap[0][0] if heap else None
+
+    def pop_due(self, now: float) -> list[tuple[int, int]]:
+        """Takes out the runs due at ``now`` or earlier: (first id, count) each, earliest
+        deadline first."""
+        lane = self._lane
+        heap = self._heap
+        due: list[tuple[int, int]] = []
+        while True:
+            if lane and lane[0] <= now and (not heap or lane[0] <= heap[0][0]):
+                lane.popleft()
+                first = lane.popleft()
+                due.append((first, lane.popleft()))
+            elif heap and heap[0][0] <= now:
+                _, first, count = heapq.heappop(heap)
+                due.append((first, count))
+            else:
+                return due
+
+    def keep(self, live: Callable[[int, int], bool]) -> None:
+        """Keeps only the runs (first id, count) for which ``live`` is true, in order."""
+        kept: collections.deque[Any] = collections.deque()
+        for run in _triples(self._lane):
+            if live(run[1], run[2]):
+                kept.extend(run)
+        self._lane = kept
+        heap = [entry for entry in self._heap if live(entry[1], entry[2])]
+        heapq.heapify(heap)
+        self._heap = heap
+
+    def runs(self) -> list[tuple[float, int, int]]:
+        """Every run held, (deadline, first id, count), earliest first (ties: the deque's
+        first)."""
+        return sorted([*_triples(self._lane), *self._heap], key=lambda run: run[0])
+
+
+def _triples(lane: collections.deque[Any]) -> Iterator[tuple[float, int, int]]:
+    """The runs of a flat deque, in order (indexing a deque's middle is not O(1))."""
+    slots = iter(lane)
+    return zip(slots, slots, slots, strict=True)

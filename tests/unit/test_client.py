@@ -11,6 +11,7 @@ import time
 import pytest
 
 from raypw.client import Client
+from raypw.deadlines import DeadlineRuns
 from raypw.errors import (
     QueueFullError,
     RaypwError,
@@ -172,7 +173,9 @@ def test_a_request_whose_deadline_passes_in_the_outbox_fails_and_is_never_sent()
     client = open_client()
     (late,) = client.queue(["late"], None, timeout=30.0)
     (fine,) = client.queue(["fine"], None, timeout=30.0)
-    client._unsent_deadlines = [(0.0, late._id, 1), (float("inf"), fine._id, 1)]  # late's passed
+    runs = client._unsent_deadlines = DeadlineRuns()
+    runs.add(0.0, late._id, 1)  # late's deadline passed
+    runs.add(float("inf"), fine._id, 1)
     notes = Notes()
     assert client._expire_unsent(notes) == float("inf")
     with pytest.raises(
@@ -369,10 +372,11 @@ def test_one_call_s_requests_share_one_unsent_deadline_entry_and_fail_together()
 
     client = open_client()
     a, b, c = client.queue(["a", "b", "c"], None, timeout=30.0)
-    assert client._unsent_deadlines == [(a._deadline, a._id, 3)]
+    assert client._unsent_deadlines.runs() == [(a._deadline, a._id, 3)]
     assert [b._id, c._id] == [a._id + 1, a._id + 2]
     b._sent_in = 1  # b went out: the coordinator times it out, not the outbox
-    client._unsent_deadlines = [(0.0, a._id, 3)]  # their deadline passed
+    client._unsent_deadlines = DeadlineRuns()
+    client._unsent_deadlines.add(0.0, a._id, 3)  # their deadline passed
     assert client._expire_unsent(Notes()) is None
     for late in (a, c):
         with pytest.raises(RequestTimeoutError):
@@ -387,3 +391,25 @@ def test_a_submit_of_timed_requests_only_carries_no_negative_seconds_left():
     late._deadline -= 60.0  # its deadline passed while it waited to be sent
     assert client._submit([late, fine], 1).timeouts[0] == 0.0
     assert 0 < client._submit([fine], 2).timeouts[0] <= 30.0
+
+
+def test_calls_with_deadlines_in_order_add_their_runs_without_a_heap_entry():
+    client = open_client()
+    promises = [client.queue([f"r{i}"], None, timeout=30.0)[0] for i in range(5)]
+    runs = client._unsent_deadlines
+    assert runs._heap == []
+    assert runs.runs() == [(p._deadline, p._id, 1) for p in promises]
+
+
+def test_runs_of_sent_requests_are_dropped_past_twice_the_pending_requests():
+    from raypw.client import _MIN_DEADLINE_HEAP
+
+    client = open_client()
+    first = [client.queue([f"a{i}"], None, timeout=30.0)[0] for i in range(_MIN_DEADLINE_HEAP)]
+    with STATE_LOCK:
+        for promise in first[1:-1]:  # all but the first and last went out, and finished
+            del client._by_id[promise._id]
+        first[-1]._sent_in = 1  # went out, still pending: the coordinator's to time out
+    client.queue(["last"], None, timeout=30.0)
+    runs = client._unsent_deadlines.runs()
+    assert [run[1] for run in runs] == [first[0]._id, first[-1]._id + 1]

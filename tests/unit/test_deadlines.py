@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from raypw.deadlines import MIN_COMPACT, DeadlineBook
+from raypw.deadlines import EARLIEST, MIN_COMPACT, OVER_LIMIT, DeadlineBook, DeadlineRuns
 
 
 def test_waiters_come_out_once_due_whatever_order_they_were_added_in():
@@ -79,3 +79,43 @@ def test_compaction_keeps_a_group_whose_waiters_all_still_wait_whole():
     assert len(book) == 2 and book.next_due() == 2.0
     assert book.due(3.0) == [("a", 2), ("a", 3)]
     assert not book
+
+
+def test_deadline_runs_in_order_go_to_the_lane_and_make_no_heap_entry():
+    runs = DeadlineRuns()
+    assert runs.add(1.0, 1, 2) == EARLIEST  # the first run is the earliest
+    assert runs.add(1.0, 3, 1) == 0  # a tie comes after: not strictly earlier
+    assert runs.add(2.0, 4, 1) == 0
+    assert runs._heap == [] and len(runs) == 3
+    assert runs.runs() == [(1.0, 1, 2), (1.0, 3, 1), (2.0, 4, 1)]
+
+
+def test_deadline_runs_out_of_order_fall_back_to_the_heap_and_come_out_earliest_first():
+    runs = DeadlineRuns()
+    runs.add(5.0, 1, 1)
+    assert runs.add(3.0, 2, 1) == EARLIEST  # earlier than the lane's front
+    assert runs.add(4.0, 3, 1) == 0  # out of order, but not the earliest
+    assert runs._heap and runs.next_due() == 3.0
+    assert runs.pop_due(4.5) == [(2, 1), (3, 1)]
+    assert runs.next_due() == 5.0
+    assert runs.pop_due(10.0) == [(1, 1)]
+    assert not runs and runs.next_due() is None and runs.pop_due(10.0) == []
+
+
+def test_deadline_runs_report_over_limit_past_the_limit_set():
+    runs = DeadlineRuns(limit=2)
+    assert not runs.add(1.0, 1, 1) & OVER_LIMIT
+    assert not runs.add(0.5, 2, 1) & OVER_LIMIT  # heap runs count too
+    assert runs.add(2.0, 3, 1) & OVER_LIMIT
+    runs.set_limit(4)
+    assert not runs.add(3.0, 4, 1) & OVER_LIMIT
+    assert runs.add(4.0, 5, 1) & OVER_LIMIT
+
+
+def test_deadline_runs_keep_only_live_runs_in_order():
+    runs = DeadlineRuns()
+    for k, at in enumerate([1.0, 2.0, 3.0, 0.5, 4.0], start=1):
+        runs.add(at, k, 1)
+    runs.keep(lambda first, count: first % 2 == 0)
+    assert runs.runs() == [(0.5, 4, 1), (2.0, 2, 1)]
+    assert runs.pop_due(10.0) == [(4, 1), (2, 1)]
