@@ -102,6 +102,7 @@ MAX_BYTES_IN_FLIGHT = 64 * 1024 * 1024
 _ABORT_TIMEOUT = 30.0
 # A call that failed oddly waits this long for a ray.shutdown() under way to finish.
 _SHUTDOWN_GRACE = 5.0
+_RAY_SHUT_DOWN = "Ray was shut down in this program"
 # With max_queued, queue_requests takes requests from its iterable this many at a time, and
 # at most a quarter of max_queued, so the next chunk goes in while three quarters are still
 # pending (the workers never run dry between chunks); memory holds one chunk beyond what is
@@ -848,8 +849,7 @@ class Client:
             # How Ray's calls end once ray.shutdown() ran here (the actors this program owned
             # end with it). Unhandled, it would end this thread without a word and leave
             # every pending promise, and a stop() waiting for them, waiting for ever.
-            if not self._stopped:
-                self._close_from_service("Ray was shut down in this program")
+            self._end_for_ray_shutdown()
 
     def _collect(self) -> None:
         import ray
@@ -893,9 +893,14 @@ class Client:
 
         if ray.is_initialized():
             return False
-        if not self._stopped:
-            self._close_from_service("Ray was shut down in this program")
+        self._end_for_ray_shutdown()
         return True
+
+    def _end_for_ray_shutdown(self) -> None:
+        """Aborts what is pending, saying Ray was shut down here (unless the client stopped
+        first: stop() ends its promises itself)."""
+        if not self._stopped:
+            self._close_from_service(_RAY_SHUT_DOWN)
 
     def _take_news(self, news: list[News]) -> bool:
         """Acts on a poll's news; False once the client must stop collecting."""
@@ -951,7 +956,7 @@ class Client:
             # Not a dead coordinator: ray.shutdown() ran in this program (which ended the
             # actors it owned), and Ray's calls fail in odd ways (AttributeError, ValueError)
             # until it is done. Replacing it would start Ray again, and a coordinator with it.
-            self._close_from_service("Ray was shut down in this program")
+            self._end_for_ray_shutdown()
             return False
         logger.warning("the raypw coordinator died (%s); replacing it", type(cause).__name__)
         replace = self._replace_coordinator
