@@ -25,7 +25,7 @@ from tests.integration.processors import Recorder  # noqa: E402
 
 def main() -> None:
     faulthandler.dump_traceback_later(150, exit=True)  # a hang shows where, then fails
-    ray.init(include_dashboard=False, num_cpus=2)
+    ray.init(address="local", include_dashboard=False, num_cpus=2)  # its own, never a neighbour
     log = Path(tempfile.mkdtemp()) / "log"
     service = ProcessorService(Recorder, parallel_workers=1, processor_class_init_args=(str(log),))
     service.start()
