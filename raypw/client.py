@@ -23,7 +23,9 @@ microseconds.
 from __future__ import annotations
 
 import collections
+import contextlib
 import datetime
+import functools
 import itertools
 import logging
 import operator
@@ -33,6 +35,7 @@ import time
 import types
 import uuid
 from collections.abc import Callable, Hashable, Iterable, Mapping
+from concurrent.futures import Future
 from typing import Any, Literal, cast, overload
 
 from raypw.backlog import Backlog
@@ -59,8 +62,12 @@ from raypw.protocol import (
     PLAIN_TYPES,
     Abort,
     Closed,
+    DirectOutcome,
     Failed,
+    FastPathReport,
+    FastPathRun,
     Forgotten,
+    Lease,
     News,
     Outcomes,
     Pickled,
@@ -103,6 +110,9 @@ _ABORT_TIMEOUT = 30.0
 # A call that failed oddly waits this long for a ray.shutdown() under way to finish.
 _SHUTDOWN_GRACE = 5.0
 _RAY_SHUT_DOWN = "Ray was shut down in this program"
+# Refs of fast-path reports sent are kept (for stats() to wait on) up to this many before
+# those that arrived are dropped.
+_REPORTS_KEPT = 16
 # With max_queued, queue_requests takes requests from its iterable this many at a time, and
 # at most a quarter of max_queued, so the next chunk goes in while three quarters are still
 # pending (the workers never run dry between chunks); memory holds one chunk beyond what is
@@ -129,6 +139,10 @@ class Client:
         workers: The pool's width, which sets how many requests go ahead of the results.
         max_queued: Promises pending at most (and finished ones whose callback has not run);
             queueing more waits for room. None: no limit.
+        direct: Whether a lone request (nothing else pending here, no deadline) may go
+            straight to a worker the coordinator leased to this client, the idle-pool fast
+            path: for a service whose only client this is, and with nothing at the
+            coordinator (a cache, recycling, metrics) that must see each request.
     """
 
     def __init__(
@@ -138,8 +152,24 @@ class Client:
         replace_coordinator: Callable[[BaseException], Any] | None = None,
         workers: int = 1,
         max_queued: int | None = None,
+        direct: bool = False,
     ) -> None:
         self._coordinator = coordinator
+        self._direct_allowed = direct
+        self._lease: Lease | None = None  # the worker a lone request goes to
+        self._lease_wanted = False  # the sender asks the coordinator for a (new) lease
+        # The lone request sent to the leased worker, and its ref (at most one at a time).
+        self._direct_promise: Promise[Any] | None = None
+        self._direct_ref: Any = None
+        self._direct_worker = 0  # its worker's slot
+        self._direct_since = 0.0  # when it was sent
+        # Id -> slot of the fast-path requests whose worker died under them, until resent.
+        self._died_direct: dict[int, int] = {}
+        self.direct_sent = 0  # requests that took the fast path
+        # What they did since the coordinator was last told (it keeps the service's counts).
+        self._unreported: FastPathReport | None = None
+        self._report_lock = threading.Lock()
+        self._reports: list[Any] = []  # refs of the reports sent, not known to have arrived
         self._max_queued = max_queued
         self._replace_coordinator = replace_coordinator
         self._key = key
@@ -183,6 +213,8 @@ class Client:
         import ray
 
         self._epoch = ray.get(self._coordinator.connect.remote(self.client_id))
+        if self._direct_allowed:
+            self._lease = ray.get(self._coordinator.lease.remote())
         with STATE_LOCK:
             self._open = True
             self._stopped = False
@@ -308,6 +340,13 @@ class Client:
                 if min(lefts) < 0.0:
                     lefts = [max(0.0, left) for left in lefts]
                 timeouts = cast("list[float | None]", lefts)
+        direct = self._direct_promise
+        reserved = None if direct is None else FastPathRun(self._direct_worker, direct._id)
+        died: list[FastPathRun] | None = None
+        if self._died_direct:
+            with STATE_LOCK:
+                gone = self._died_direct
+                died = [FastPathRun(gone.pop(p._id), p._id) for p in promises if p._id in gone]
         message = Submit(
             self.client_id,
             self._epoch,
@@ -317,6 +356,8 @@ class Client:
             keys,
             timeouts,
             priorities,
+            died or None,
+            reserved,
         )
         return self._coordinator.submit.remote(message)
 
@@ -484,11 +525,26 @@ class Client:
                 for promise in fresh:
                     promise._timeout = timeout
                     promise._deadline = deadline
+            # A lone request on an idle pool goes to the leased worker from this thread.
+            lease = self._lease
+            direct = (
+                lease is not None
+                and len(fresh) == 1
+                and not timed
+                and not joined
+                and not self._by_id
+                and not self._outbox
+                and self._direct_promise is None
+            )
             # Phase 2 commits with a few C-level calls, in an order that leaves nothing
             # half-queued if an interrupt lands between them.
             wake = not self._outbox
             try:
-                self._outbox.extend(fresh, priority)
+                if lease is not None and direct:
+                    self._direct_worker = lease.worker
+                    self._direct_promise = fresh[0]
+                else:
+                    self._outbox.extend(fresh, priority)
                 self._by_id.update(by_id)
                 if timeout is None:  # one with a deadline is joined by none (see _match)
                     self._by_key.update(new)
@@ -510,7 +566,123 @@ class Client:
             finally:
                 if wake and self._outbox:
                     self._outbox_ready.notify()
+        if lease is not None and direct:
+            self._send_direct(fresh[0], lease)
         return promises
+
+    def _send_direct(self, promise: Promise[Any], lease: Lease) -> None:
+        """Sends a lone request to the leased worker; its outcome settles the promise from
+        Ray's callback. If it cannot go (Ctrl-C), it takes the usual way through the
+        coordinator instead."""
+        sent = False
+        try:
+            if promise._state == PENDING:  # else aborted already, by another thread
+                ref = lease.actor.direct.remote(promise._carried)
+                with STATE_LOCK:
+                    self._direct_ref = ref
+                    self._direct_since = time.monotonic()
+                    self.direct_sent += 1
+                ref.future().add_done_callback(functools.partial(self._direct_done, promise))
+                sent = True
+        finally:
+            if not sent:
+                with STATE_LOCK:
+                    self._direct_failed(promise)
+
+    def _direct_done(self, promise: Promise[Any], future: Future[Any]) -> None:
+        """Settles a fast-path promise with its worker's outcome (on Ray's callback thread:
+        no Ray call here). If the worker died or left the pool under it, the request takes
+        the usual way, where a death counts against ``max_retries``."""
+        from ray.exceptions import RayActorError, RayTaskError
+
+        try:
+            outcome: Any = future.result()
+        except BaseException as exc:  # Ray's error for the call (never the user's)
+            outcome = exc
+        notes = Notes()
+        with STATE_LOCK:
+            try:
+                if isinstance(outcome, DirectOutcome | RayTaskError) or promise._state != PENDING:
+                    self._end_direct(promise, outcome, notes)
+                else:
+                    self._direct_failed(promise, died=isinstance(outcome, RayActorError))
+            except Exception as exc:  # a bug of raypw's: fail the promise, never hang it
+                logger.exception("raypw: settling a fast-path request failed")
+                if promise._state == PENDING:
+                    self._forget(promise)
+                    settle(promise, FAILED, exc, notes)
+        self._deliver(notes)
+
+    def _end_direct(self, promise: Promise[Any], outcome: Any, notes: Notes) -> None:
+        """Settles a fast-path promise with what its worker returned: a
+        :class:`DirectOutcome`, or the error of raypw's own worker code. Call with
+        STATE_LOCK held."""
+        direct = outcome if isinstance(outcome, DirectOutcome) else None
+        self._report_ended(promise, direct)
+        if promise._state != PENDING:
+            return  # aborted meanwhile
+        self._forget(promise)
+        if direct is None:
+            settle(promise, FAILED, outcome, notes)
+        elif direct.error is not None:
+            settle(promise, FAILED, _rebuild_error(direct.error, promise.request), notes)
+        else:
+            settle(promise, *_open_result(direct.result, promise.request), notes)
+
+    def _direct_failed(self, promise: Promise[Any], died: bool = False) -> None:
+        """A fast-path request did not get its outcome from the worker: it goes to the
+        coordinator like any other (``died``: with the death of its worker counted against
+        its retries), and the sender asks for a new lease. Call with STATE_LOCK held."""
+        self._report_ended(promise, None)
+        self._lease = None
+        self._lease_wanted = True
+        if promise._state == PENDING:
+            if died:
+                self._died_direct[promise._id] = self._direct_worker
+            self._outbox.append(promise, promise._priority)
+        self._outbox_ready.notify()
+
+    def _report_ended(self, promise: Promise[Any], outcome: DirectOutcome | None) -> None:
+        """Adds a fast-path request that ended on its worker (``outcome``: processed) to the
+        next report, which frees the worker at the coordinator, and has the sender send it.
+        Call with STATE_LOCK held."""
+        if self._direct_promise is promise:
+            self._direct_promise = self._direct_ref = None
+        last = self._unreported or FastPathReport(self.client_id, 0, 0, 0, 0.0, 0.0)
+        processed = outcome is not None
+        self._unreported = FastPathReport(
+            self.client_id,
+            max(last.finished, promise._id),
+            last.processed + processed,
+            last.failed + (outcome is not None and outcome.error is not None),
+            last.seconds + (outcome.seconds if outcome is not None else 0.0),
+            last.waited + (time.monotonic() - self._direct_since if processed else 0.0),
+        )
+        self._outbox_ready.notify()
+
+    def report_fast_path(self, wait: bool = False) -> None:
+        """Tells the coordinator what the fast path did since the last report. The sender
+        does after each request; ``stats()`` first, and waits (``wait``) for every report
+        sent to arrive, so that its counts include them (the coordinator, an async actor,
+        may run a program's calls out of order)."""
+        import ray
+
+        with self._report_lock:
+            with STATE_LOCK:
+                report, self._unreported = self._unreported, None
+            reports = self._reports
+            if report is not None:
+                try:
+                    reports.append(self._coordinator.fast_path_done.remote(report))
+                except Exception:  # the coordinator is gone: its counts went with it
+                    logger.debug("could not report the fast path's counts", exc_info=True)
+            if wait:
+                self._reports = []
+            elif len(reports) > _REPORTS_KEPT:  # drop those that arrived
+                _, self._reports = ray.wait(reports, num_returns=len(reports), timeout=0)
+        if wait and reports:
+            with contextlib.suppress(Exception):  # a dead coordinator: stats() says so
+                ray.get(reports, timeout=30)
 
     def _callback_backlog(self) -> int:
         """Finished promises whose ``completed_callback`` has not run yet: they hold their
@@ -675,6 +847,10 @@ class Client:
             if promise._shares > 1:
                 promise._shares -= 1
                 return False
+            direct = promise is self._direct_promise
+            if direct and if_unstarted:
+                return False  # sent to an idle worker itself: it has most likely started
+            direct_ref = self._direct_ref if direct else None
             sent = promise._sent_in > 0
             if not (sent and if_unstarted):
                 self._forget(promise)
@@ -682,6 +858,11 @@ class Client:
         if sent and if_unstarted:
             return self._abort_if_unstarted(promise)
         self._deliver(notes)
+        if direct_ref is not None:
+            try:
+                ray.cancel(direct_ref)  # stops it if it has not started
+            except Exception:
+                logger.debug("cancelling a fast-path request failed", exc_info=True)
         if sent:
             with self._send_lock:  # a submit carrying it, if in progress, goes out first
                 message = _abort_message(self.client_id, self._epoch, [promise])
@@ -723,6 +904,8 @@ class Client:
         del self._by_id[promise._id]
         if self._by_key.get(promise._key) is promise:
             del self._by_key[promise._key]
+        if self._died_direct:
+            self._died_direct.pop(promise._id, None)
         if promise._sent_in:
             self._sent -= 1
             self._sent_bytes -= promise._size
@@ -749,6 +932,8 @@ class Client:
                 "aborted": self.settled[ABORTED],
                 "timed_out": self.timed_out,
                 "deduplicated": self.deduplicated,
+                "fast_path": self.direct_sent,
+                "fast_path_running": int(self._direct_promise is not None),
                 "unsent": len(
                     {id(p) for p in self._outbox if p._state == PENDING and not p._sent_in}
                 ),
@@ -769,15 +954,24 @@ class Client:
             with STATE_LOCK:
                 while True:
                     next_deadline = self._expire_unsent(notes)
-                    if self._stopped or (self._outbox and self._may_send()):
+                    if (
+                        self._stopped
+                        or self._lease_wanted
+                        or self._unreported is not None
+                        or (self._outbox and self._may_send())
+                    ):
                         break
                     # A wake-up lost to an interrupt costs 1 s.
                     wait = 1.0 if next_deadline is None else min(1.0, next_deadline)
                     self._outbox_ready.wait(wait)
                 stopped = self._stopped
+                lease_wanted, self._lease_wanted = self._lease_wanted, False
             self._deliver(notes)
             if stopped:
                 return
+            if lease_wanted:
+                self._renew_lease()
+            self.report_fast_path()
             with self._send_lock:
                 with STATE_LOCK:
                     outbox = self._outbox
@@ -819,6 +1013,19 @@ class Client:
             if previous is not None:  # at most two submits in flight: bounded memory
                 self._wait_submitted(*previous)
             previous = (ref, [p._id for p in taken])
+
+    def _renew_lease(self) -> None:
+        """Asks the coordinator for a worker to send lone requests to (the last one died or
+        left the pool, or the coordinator was replaced)."""
+        import ray
+
+        try:
+            lease = ray.get(self._coordinator.lease.remote(), timeout=30)
+        except Exception:  # the coordinator is gone: the collector recovers, and asks again
+            logger.debug("no fast-path lease", exc_info=True)
+            return
+        with STATE_LOCK:
+            self._lease = lease
 
     def _may_send(self) -> bool:
         return (
@@ -978,6 +1185,11 @@ class Client:
             self._fail(None, error)
             return False
         logger.warning("raypw coordinator replaced; %d request(s) handed back", resent)
+        if self._direct_allowed:  # the old lease was a worker of the old coordinator
+            with STATE_LOCK:
+                self._lease = None
+                self._lease_wanted = True
+                self._outbox_ready.notify()
         return True
 
     def _rejoin(self) -> None:
@@ -1032,17 +1244,8 @@ class Client:
                     continue
                 result = results[index]
                 if type(result) is Pickled:
-                    try:
-                        result = result.load()
-                    except Exception as exc:
-                        error = TransferError(
-                            f"the result of {promise.request!r:.80} could not be rebuilt in "
-                            f"this process: {type(exc).__name__}: {exc}",
-                            request=promise.request,
-                            what="result",
-                        )
-                        settle(promise, FAILED, error, notes)
-                        continue
+                    settle(promise, *_open_result(result, promise.request), notes)
+                    continue
                 settle(promise, DONE, result, notes)
             if not by_id:
                 self._idle.notify_all()
@@ -1096,6 +1299,22 @@ class Client:
             if self._max_queued is not None:
                 with self._room:
                     self._room.notify_all()  # one callback fewer waiting: room
+
+
+def _open_result(result: Any, request: Any) -> tuple[int, Any]:
+    """The state and value a carried result settles its promise with: DONE and the value,
+    or FAILED and a :class:`~raypw.TransferError` if it cannot be rebuilt here."""
+    if type(result) is not Pickled:
+        return DONE, result
+    try:
+        return DONE, result.load()
+    except Exception as exc:
+        return FAILED, TransferError(
+            f"the result of {request!r:.80} could not be rebuilt in this process: "
+            f"{type(exc).__name__}: {exc}",
+            request=request,
+            what="result",
+        )
 
 
 def _rebuild_error(carried: Any, request: Any) -> BaseException:

@@ -34,7 +34,7 @@ from raypw.batching import BatchSizer
 from raypw.cache import ResultCache
 from raypw.config import ServiceConfig
 from raypw.metrics import METRICS_SECONDS, Counts, ServiceMetrics, service_tags
-from raypw.protocol import Abort, Closed, News, Submit
+from raypw.protocol import Abort, Closed, FastPathReport, Lease, News, Submit
 from raypw.scheduler import (
     Action,
     Cancel,
@@ -235,6 +235,11 @@ class Coordinator:
         from its next poll, connects and submits again)."""
         if not self._scheduler.knows(message.client):
             return False
+        for run in message.died or ():  # first: nothing goes to it until Ray restarted it
+            if 0 <= run.worker < len(self._workers) and run.worker not in self._retired:
+                self._worker_died(
+                    run.worker, WorkerRestartedError(f"worker {run.worker} died (fast path)")
+                )
         self._act(self._scheduler.submit(message))
         return True
 
@@ -450,6 +455,22 @@ class Coordinator:
             await asyncio.sleep(METRICS_SECONDS)
 
     # -- status --------------------------------------------------------------------------
+
+    async def lease(self) -> Lease | None:
+        """Returns a worker that is up, to which a service's only client sends a lone
+        request itself (the idle-pool fast path); None if no worker is up. The lowest
+        slot: a shrinking pool retires the highest idle ones first."""
+        for index in range(len(self._workers)):
+            if self._pids[index] and index not in self._retired:
+                return Lease(index, self._workers[index])
+        return None
+
+    async def fast_path_done(self, report: FastPathReport) -> None:
+        """Counts what a client's lone requests, sent straight to a worker, did."""
+        self._act(self._scheduler.fast_path_done(report))
+        self._throughput.add(report.processed)
+        if self._metrics is not None and report.processed:
+            self._metrics.chunk(report.processed, report.seconds, report.waited / report.processed)
 
     async def worker_pids(self) -> list[int]:
         """Returns the process id of each worker (0 while one is being restarted)."""

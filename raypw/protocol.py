@@ -5,6 +5,9 @@
     client --Submit/Abort-->  Coordinator  --WorkBatch-->  worker
     client <--News (poll)---  Coordinator  <--OutcomeChunk (streamed)-- worker
                                            --skip(batch_id, positions)--> worker
+    client --one request (the idle-pool fast path)----------------------> worker
+    client <--DirectOutcome---------------------------------------------- worker
+    client --FastPathReport-->  Coordinator  (counts and metrics of those; frees the worker)
 
 User values (requests, results, exceptions) that are not plain strings or numbers travel as
 :class:`Pickled` bytes, made by the process that has the object and opened only by the one
@@ -21,7 +24,11 @@ from typing import Any
 __all__ = [
     "Abort",
     "Closed",
+    "DirectOutcome",
     "Failed",
+    "FastPathReport",
+    "FastPathRun",
+    "Lease",
     "Forgotten",
     "News",
     "OutcomeChunk",
@@ -95,6 +102,12 @@ class Submit:
         timeouts: Seconds each request has left until its deadline (None: no deadline), or
             None if none has one. Relative, so the two processes' clocks need not agree.
         priorities: The priority of each (higher runs first), or None if all are 0.
+        died: Requests whose worker died under them on the client's fast path: that
+            death counts against their retries, and the worker is treated as dead (the
+            coordinator held nothing there, so it could not notice). None: none did.
+        reserved: The client's fast-path request running now, if any: its worker takes
+            nothing else until the client reports it finished, so what this submit brings
+            runs after it there (on one worker, in the order it was queued).
     """
 
     client: str
@@ -105,6 +118,26 @@ class Submit:
     keys: list[Any] | None = None
     timeouts: list[float | None] | None = None
     priorities: list[int] | None = None
+    died: list[FastPathRun] | None = None
+    reserved: FastPathRun | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FastPathRun:
+    """Client -> Coordinator, in a :class:`Submit`: request ``request_id`` went to worker
+    ``worker`` by the fast path."""
+
+    worker: int
+    request_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """Coordinator -> client: the worker a service's only client sends lone requests to
+    itself (the idle-pool fast path): its slot and its actor handle."""
+
+    worker: int
+    actor: Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +189,45 @@ class OutcomeChunk:
     seconds: float
     final: bool = False
     skipped: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DirectOutcome:
+    """Worker -> client: the outcome of one request the client sent the worker itself (the
+    idle-pool fast path).
+
+    Attributes:
+        result: The result (plain or :class:`Pickled`), or None if it failed.
+        error: The error (:class:`Pickled`), or None.
+        seconds: Time spent processing it.
+    """
+
+    result: Any
+    error: Any
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class FastPathReport:
+    """Client -> Coordinator: fast-path requests that ended since the last report, for the
+    service's counters and metrics, and to free the worker reserved for them.
+
+    Attributes:
+        client: The client's id.
+        finished: The highest request id of those (each ended on its worker: with an
+            outcome, or with the worker's death).
+        processed: Requests the workers processed.
+        failed: Of those, requests whose ``process()`` failed.
+        seconds: Time the workers spent processing them.
+        waited: Time from sending each to its outcome, summed.
+    """
+
+    client: str
+    finished: int
+    processed: int
+    failed: int
+    seconds: float
+    waited: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -57,6 +57,7 @@ from raypw.errors import WorkerDiedError
 from raypw.protocol import (
     Abort,
     Failed,
+    FastPathReport,
     Forgotten,
     News,
     OutcomeChunk,
@@ -321,6 +322,7 @@ class _Worker:
         "processed",
         "progress_at",
         "recycling",
+        "reserved",
         "up",
     )
 
@@ -336,6 +338,8 @@ class _Worker:
         self.recycling = False
         self.processed = 0  # requests it reported since it (re)started
         self.batches: deque[_Batch] = deque()
+        # (client, request id) of a fast-path request a client said it runs: no work meanwhile
+        self.reserved: tuple[str, int] | None = None
 
     def held(self) -> int:
         return sum(len(batch.items) for batch in self.batches)
@@ -347,6 +351,7 @@ class _Client:
     __slots__ = (
         "early_aborts",
         "epoch",
+        "fast_path_upto",
         "items",
         "left",
         "mail",
@@ -363,6 +368,7 @@ class _Client:
         self.polling = 0
         self.left = False  # gone, but its requests are still processed (results dropped)
         self.early_aborts: set[int] = set()
+        self.fast_path_upto = 0  # its fast-path requests up to this id have ended
         # Numbers of the submits received from this client: (first, last) spans, merged,
         # ascending. Submits leave one at a time, so out of order only by a few.
         self.spans: list[tuple[int, int]] = []
@@ -471,7 +477,7 @@ class Scheduler:
         actions = self._withdraw(client, list(state.items), None)
         del self._clients[client]
         self.woken.add(client)
-        return actions
+        return actions + self._unreserve(client, None)
 
     def leave(self, client: str) -> None:
         """Forgets a client but keeps its requests: each is still processed, once, and its
@@ -551,6 +557,15 @@ class Scheduler:
         self._queued += added
         if message.timeouts is not None:
             self._set_deadlines(state, client, message.ids, message.timeouts, every_id)
+        if message.died is not None:
+            self._died_on_fast_path(state, [run.request_id for run in message.died])
+        reserved = message.reserved
+        if (
+            reserved is not None
+            and reserved.request_id > state.fast_path_upto  # else its report came first
+            and 0 <= reserved.worker < len(self._workers)
+        ):
+            self._workers[reserved.worker].reserved = (client, reserved.request_id)
         if self.dead is not None:
             self._fail_queue(self.dead)
             return []
@@ -558,6 +573,29 @@ class Scheduler:
         if self._prioritised:
             self._overtake(actions)
         return actions
+
+    def _died_on_fast_path(self, state: _Client, ids: list[int]) -> None:
+        """Counts the death of the worker a client sent each of these requests to itself:
+        as after any death, each travels alone, and one out of retries fails now."""
+        spent: list[_Item] = []
+        for request_id in ids:
+            item = state.items.get(request_id)
+            if item is None or item.batch is not None or item.attempts:
+                continue
+            item.attempts = 1
+            if item.attempts > self._max_retries:
+                spent.append(item)
+        self._queued -= len(spent)  # they stay in the backlog; _take drops them
+        for item in spent:
+            self._fail(
+                [item],
+                WorkerDiedError(
+                    f"{_describe(item.request)} was in process when its worker died, "
+                    f"{item.attempts} times (max_retries={self._max_retries})",
+                    request=item.request,
+                    attempts=item.attempts,
+                ),
+            )
 
     def _answer_from_cache(self, message: Submit, state: _Client) -> Submit:
         """Answers the requests of ``message`` the cache holds a result for; returns the
@@ -1005,7 +1043,7 @@ class Scheduler:
         is idle. An idle worker with an empty queue takes back unstarted work from a busy one.
         """
         actions = self._expire_due() if self._deadlines else []
-        up = [w for w in self._workers if w.up and not w.leaving]
+        up = [w for w in self._workers if w.up and not w.leaving and w.reserved is None]
         stalled = self._stalled([w for w in self._workers if w.up])
         for worker in up:
             if not worker.batches and not (
@@ -1273,6 +1311,7 @@ class Scheduler:
         if not state.up:
             return []
         state.up = False
+        state.reserved = None  # the fast-path request failed with it: its client resends it
         held: list[_Item] = []
         for batch in state.batches:
             self._tell_timed_out(batch)
@@ -1285,6 +1324,30 @@ class Scheduler:
         self.worker_restarts += 1
         self._charge(held, cause)
         return self.fill()
+
+    def fast_path_done(self, report: FastPathReport) -> list[Action]:
+        """Counts requests a client sent to a worker itself (the idle-pool fast path; the
+        scheduler never held them), and gives work to the worker that ran them."""
+        self.processed += report.processed
+        self.failed += report.failed
+        state = self._clients.get(report.client)
+        if state is not None:
+            state.fast_path_upto = max(state.fast_path_upto, report.finished)
+        return self._unreserve(report.client, report.finished)
+
+    def _unreserve(self, client: str, upto: int | None) -> list[Action]:
+        """Frees the workers reserved for ``client``'s fast-path requests up to id ``upto``
+        (None: all): they take work again, or go if they are leaving."""
+        actions: list[Action] = []
+        freed = False
+        for worker in self._workers:
+            held = worker.reserved
+            if held is not None and held[0] == client and (upto is None or held[1] <= upto):
+                worker.reserved = None
+                freed = True
+                if worker.leaving and worker.up and not worker.batches:
+                    actions.extend(self._leave(worker))
+        return actions + self.fill() if freed else actions
 
     def worker_back(self, worker: int) -> list[Action]:
         """A worker (re)started, after a death or a recycling, or one just added: it takes
@@ -1329,7 +1392,9 @@ class Scheduler:
         count = min(count, len(active) - 1)
         if count <= 0:
             return []
-        chosen = sorted(active, key=lambda w: (w.up, w.held(), -w.index))[:count]
+        chosen = sorted(
+            active, key=lambda w: (w.up, w.held() + (w.reserved is not None), -w.index)
+        )[:count]
         actions: list[Action] = []
         for worker in chosen:
             worker.leaving = True
@@ -1341,7 +1406,7 @@ class Scheduler:
                 if positions and batch.taking_for == -1:
                     batch.taking_for = OVERTAKE
                     actions.append(TakeBack(worker.index, batch.batch_id, positions))
-            if not worker.batches:
+            if not worker.batches and worker.reserved is None:
                 actions.extend(self._leave(worker))
         return actions + self.fill()
 
@@ -1356,7 +1421,11 @@ class Scheduler:
 
     def idle_workers(self) -> list[float]:
         """When each worker taking work that holds nothing became idle."""
-        return [w.idle_since for w in self._workers if w.up and not w.leaving and not w.batches]
+        return [
+            w.idle_since
+            for w in self._workers
+            if w.up and not w.leaving and not w.batches and w.reserved is None
+        ]
 
     def worker_gone(self, worker: int, cause: BaseException) -> list[Action]:
         """A worker is gone for good. With none left, everything queued fails."""

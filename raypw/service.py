@@ -16,6 +16,8 @@
         the few in-flight batch refs,
         settles promises, wakes select()
         and runs completed_callbacks
+    a lone request on an idle pool      -->  straight to a leased worker: the promise wraps
+      (the fast path)                   <--  that call's ObjectRef (one Ray round trip)
     stop(): finish queued work (or abort it), end the actors; shut down Ray only if
             start() started it.
 """
@@ -265,6 +267,7 @@ class ProcessorService(Generic[RequestT, ResultT]):
                     _replacer(self),
                     max_queued=self.config.max_queued,
                     workers=self.config.parallel_workers,
+                    direct=_fast_path(self.config),
                 )
                 self._client.open()
             except BaseException:
@@ -832,6 +835,7 @@ class ProcessorService(Generic[RequestT, ResultT]):
         coordinator, client = self._coordinator, self._client
         if coordinator is None or client is None or self._state is not _Lifecycle.RUNNING:
             raise ServiceNotRunningError("the service is not running")
+        client.report_fast_path(wait=True)  # first: so that the coordinator counts them
         shared: dict[str, Any] = ray.get(coordinator.stats.remote(), timeout=30)
         mine = client.counts()
         return ServiceStats(
@@ -842,7 +846,7 @@ class ProcessorService(Generic[RequestT, ResultT]):
             timed_out=mine["timed_out"],
             deduplicated=shared["deduplicated"] + mine["deduplicated"],
             queued=shared["queued"] + mine["unsent"],
-            running=shared["running"],
+            running=shared["running"] + mine["fast_path_running"],
             processed=shared["processed"],
             workers=shared["workers"],
             workers_alive=shared["workers_alive"],
@@ -854,6 +858,7 @@ class ProcessorService(Generic[RequestT, ResultT]):
             cache_entries=shared["cache_entries"],
             cache_bytes=shared["cache_bytes"],
             workers_up=shared["workers_up"],
+            fast_path=mine["fast_path"],
         )
 
     def __repr__(self) -> str:
@@ -880,6 +885,14 @@ class ProcessorService(Generic[RequestT, ResultT]):
         except Exception:  # being replaced, or just stopped: the title is enough
             return f"<b>{title}</b>"
         return f"<b>{title}</b>{table}"
+
+
+def _fast_path(config: ServiceConfig) -> bool:
+    """Whether a lone request may go straight to a worker (the idle-pool fast path): only
+    where the coordinator need not see it first. A named service may have other clients,
+    whose equal requests must share its promise; the cache answers at the coordinator, and
+    recycling counts each worker's requests there."""
+    return config.name is None and config.cache is None and config.max_requests_per_worker is None
 
 
 def _replacer(service: ProcessorService[Any, Any]) -> Callable[[BaseException], Any]:

@@ -49,6 +49,9 @@ class ServiceStats:
         workers_up: Workers up and taking work; below ``workers`` while some are starting,
             being restarted, or waiting for a place (on a cluster, a node with the resources
             they ask for).
+        fast_path: This program's lone requests that went straight to an idle worker
+            instead of through the coordinator (a service of one program, without a cache,
+            recycling or metrics; see "The idle-pool fast path" in the README).
     """
 
     pending: int
@@ -70,6 +73,7 @@ class ServiceStats:
     cache_entries: int = 0
     cache_bytes: int = 0
     workers_up: int = 0
+    fast_path: int = 0
 
     def _repr_html_(self) -> str:
         rows = "".join(

@@ -28,7 +28,8 @@ other side (it then arrives as :class:`~raypw.RemoteError` with its class name a
 The class is plain Python; :func:`remote_worker_class` makes it a Ray actor with three
 concurrency groups: batches run one at a time on one thread ("work"), so the processor never
 sees two requests at once, while outcomes ("outcomes", a thread per batch held) and skips
-("control") are answered beside it.
+("control") are answered beside it. ``direct`` (the idle-pool fast path: one request a client
+sends here itself) runs on the "work" thread too.
 """
 
 from __future__ import annotations
@@ -39,12 +40,13 @@ import pickle
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 import ray
 
 from raypw.errors import RemoteError, TransferError
-from raypw.protocol import OutcomeChunk, Pickled, WorkBatch, dump, load
+from raypw.protocol import DirectOutcome, OutcomeChunk, Pickled, WorkBatch, dump, load
 
 __all__ = ["remote_worker_class"]
 
@@ -228,23 +230,44 @@ class _Worker:
                 if position in skip:
                     continue
             started = clock()
-            result: Any = None
-            error: Any = None
-            try:
-                request = load(carried)
-            except Exception as exc:
-                error = _cannot_travel("request", "be rebuilt in the worker", exc)
-            else:
-                try:
-                    value = process(request)
-                except Exception as exc:  # the user's error goes to this request only
-                    error = self._error(exc, "process")
-                else:
-                    try:
-                        result = dump(value)
-                    except Exception as exc:
-                        error = _cannot_travel("result", "be pickled", exc)
+            result, error = self._process_one(process, carried)
             add(position, result, error, clock() - started)
+
+    def _process_one(
+        self, process: Callable[[Any], Any], carried: Any, name: str = "process"
+    ) -> tuple[Any, Any]:
+        """Runs one carried request through ``process`` (named ``name`` in its errors);
+        returns (result, error), each as it travels (one of them None)."""
+        try:
+            request = load(carried)
+        except Exception as exc:
+            return None, _cannot_travel("request", "be rebuilt in the worker", exc)
+        try:
+            value = process(request)
+        except Exception as exc:  # the user's error goes to this request only
+            return None, self._error(exc, name)
+        try:
+            return dump(value), None
+        except Exception as exc:
+            return None, _cannot_travel("result", "be pickled", exc)
+
+    @ray.method(concurrency_group="work")
+    def direct(self, carried: Any) -> DirectOutcome:
+        """Processes one request a client sent here itself (the idle-pool fast path), on
+        the thread that runs batches, so it never runs beside one."""
+        started = time.perf_counter()
+        if self._vectorised:
+            result, error = self._process_one(self._process_alone, carried, "process_batch")
+        else:
+            result, error = self._process_one(self._processor.process, carried)
+        return DirectOutcome(result, error, time.perf_counter() - started)
+
+    def _process_alone(self, request: Any) -> Any:
+        """``process_batch`` of one request, as ``process``."""
+        values = self._processor.process_batch([request])
+        if len(values) != 1:
+            raise ValueError(f"process_batch returned {len(values)} results for 1 request")
+        return values[0]
 
     def _run_vectorised(self, batch: WorkBatch, skip: set[int], outbox: _Outbox) -> None:
         started = time.perf_counter()

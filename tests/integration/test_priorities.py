@@ -16,7 +16,9 @@ def test_higher_priority_requests_run_first_even_over_requests_sent_ahead_to_the
     make_service, tmp_path
 ):
     service = make_service(Gates, parallel_workers=1, processor_class_init_args=(str(tmp_path),))
-    hold = service.queue_request("hold")
+    # With a deadline, "hold" goes through the coordinator (not the idle-pool fast path),
+    # which then sends the next batch ahead to its busy worker.
+    hold = service.queue_request("hold", timeout=600.0)
     wait_until(lambda: started(tmp_path) == ["hold"], "hold holds the only worker")
     lows = service.queue_requests([f"free-low{i}" for i in range(10)])
     wait_until(lambda: service.stats().running > 1, "low requests were sent ahead to the worker")
@@ -29,6 +31,26 @@ def test_higher_priority_requests_run_first_even_over_requests_sent_ahead_to_the
     (tmp_path / "hold").touch()
     for promise in [hold, *lows, *highs, middle]:
         assert promise.get_result(timeout=120)[0] == promise.request
+    assert started(tmp_path) == (
+        ["hold"]
+        + [f"free-high{i}" for i in range(3)]
+        + ["free-middle"]
+        + [f"free-low{i}" for i in range(10)]
+    )
+
+
+def test_higher_priority_requests_run_first_behind_a_fast_path_request(make_service, tmp_path):
+    service = make_service(Gates, parallel_workers=1, processor_class_init_args=(str(tmp_path),))
+    hold = service.queue_request("hold")  # a lone request: straight to the worker
+    wait_until(lambda: started(tmp_path) == ["hold"], "hold holds the only worker")
+    lows = service.queue_requests([f"free-low{i}" for i in range(10)])
+    highs = service.queue_requests([f"free-high{i}" for i in range(3)], priority=5)
+    middle = service.queue_request("free-middle", priority=1)
+    wait_until(lambda: service.stats().queued == 14, "all of them wait behind hold")
+    (tmp_path / "hold").touch()
+    for promise in [hold, *lows, *highs, middle]:
+        assert promise.get_result(timeout=120)[0] == promise.request
+    assert service.stats().fast_path == 1
     assert started(tmp_path) == (
         ["hold"]
         + [f"free-high{i}" for i in range(3)]

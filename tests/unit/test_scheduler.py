@@ -11,7 +11,17 @@ import pytest
 from raypw.batching import BatchSizer
 from raypw.cache import ResultCache
 from raypw.errors import WorkerDiedError
-from raypw.protocol import Abort, Failed, Forgotten, OutcomeChunk, Outcomes, Submit, TimedOut
+from raypw.protocol import (
+    Abort,
+    Failed,
+    FastPathReport,
+    FastPathRun,
+    Forgotten,
+    OutcomeChunk,
+    Outcomes,
+    Submit,
+    TimedOut,
+)
 from raypw.scheduler import (
     Cancel,
     Dispatch,
@@ -1145,3 +1155,113 @@ def test_a_worker_that_processed_its_allowance_is_replaced_between_batches():
         pool.finish(0)
     assert pool.ran == [f"r{i}" for i in range(12)]  # none lost, none repeated
     assert pool.recycled == [0, 0]
+
+
+# -- the idle-pool fast path: a client runs a lone request on a worker itself ---------------
+
+
+def submit_beside_fast_path(pool: Pool, client: str, requests, running: FastPathRun | None):
+    """Like Pool.submit, with the client's fast-path request running (``reserved``)."""
+    first = pool.next_id[client]
+    ids = list(range(first, first + len(requests)))
+    pool.next_id[client] = first + len(requests)
+    seq = pool.next_seq[client] = pool.next_seq.get(client, 0) + 1
+    message = Submit(client, pool.epochs[client], seq, ids, list(requests), reserved=running)
+    pool.act(pool.scheduler.submit(message))
+    return ids
+
+
+def fast_path_report(client: str, finished: int, processed: int = 1) -> FastPathReport:
+    return FastPathReport(client, finished, processed, 0, 0.001 * processed, 0.002 * processed)
+
+
+def test_a_worker_running_a_fast_path_request_gets_nothing_until_its_client_reports_it():
+    pool = Pool(workers=1)
+    pool.connect("a")
+    pool.next_id["a"] = 2  # request 1 went to worker 0 by the fast path
+    submit_beside_fast_path(pool, "a", ["x", "y"], running=FastPathRun(0, 1))
+    assert pool.batches[0] == []  # queued behind the fast-path request, in order
+    assert pool.scheduler.queued == 2
+    pool.act(pool.scheduler.fast_path_done(fast_path_report("a", finished=1)))
+    assert pool.requests(0) == [["x", "y"]]
+    assert pool.scheduler.processed == 1
+
+
+def test_work_beside_a_fast_path_request_goes_to_the_other_workers():
+    pool = Pool(workers=2)
+    pool.connect("a")
+    pool.next_id["a"] = 2
+    submit_beside_fast_path(pool, "a", ["x"], running=FastPathRun(0, 1))
+    assert pool.batches[0] == [] and pool.requests(1) == [["x"]]
+
+
+def test_a_fast_path_report_that_overtook_its_reservation_reserves_nothing():
+    """The coordinator may run a client's report before the submit sent ahead of it."""
+    pool = Pool(workers=1)
+    pool.connect("a")
+    pool.next_id["a"] = 2
+    pool.act(pool.scheduler.fast_path_done(fast_path_report("a", finished=1)))
+    submit_beside_fast_path(pool, "a", ["x"], running=FastPathRun(0, 1))
+    assert pool.requests(0) == [["x"]]
+
+
+def test_a_disconnected_client_frees_the_worker_of_its_fast_path_request():
+    pool = Pool(workers=1)
+    pool.connect("a")
+    pool.connect("b")
+    pool.next_id["a"] = 2
+    submit_beside_fast_path(pool, "a", ["x"], running=FastPathRun(0, 1))
+    pool.submit("b", ["z"])
+    assert pool.batches[0] == []
+    pool.act(pool.scheduler.disconnect("a"))
+    assert pool.requests(0) == [["z"]]
+
+
+def test_a_fast_path_death_counts_against_retries_and_the_request_then_travels_alone():
+    pool = Pool(workers=1, max_retries=1)
+    pool.connect("a")
+    died = [FastPathRun(0, 1)]
+    message = Submit("a", pool.epochs["a"], 1, [1, 2], ["poison", "next"], died=died)
+    pool.act(pool.scheduler.submit(message))
+    assert pool.requests(0) == [["poison"]]  # alone, like any request whose worker died
+    pool.batches[0].clear()  # it kills its worker again
+    pool.act(pool.scheduler.worker_died(0, RuntimeError("killed")))
+    pool.act(pool.scheduler.worker_back(0))
+    (failed,) = [n for n in pool.mail("a") if isinstance(n, Failed)]
+    assert failed.ids == [1] and failed.error.attempts == 2
+    assert pool.requests(0) == [["next"]]
+
+
+def test_with_no_retries_a_fast_path_death_fails_the_request_without_running_it_again():
+    pool = Pool(workers=1, max_retries=0)
+    pool.connect("a")
+    message = Submit("a", pool.epochs["a"], 1, [1], ["poison"], died=[FastPathRun(0, 1)])
+    pool.act(pool.scheduler.submit(message))
+    assert pool.batches[0] == []
+    (failed,) = [n for n in pool.mail("a") if isinstance(n, Failed)]
+    assert failed.ids == [1] and failed.error.attempts == 1
+    assert pool.scheduler.queued == 0
+
+
+def test_an_idle_worker_goes_before_one_running_a_fast_path_request():
+    pool = Pool(workers=2)
+    pool.connect("a")
+    pool.next_id["a"] = 2
+    submit_beside_fast_path(pool, "a", [], running=FastPathRun(0, 1))
+    pool.act(pool.scheduler.retire_workers(1))
+    assert pool.retired == [1]
+
+
+def test_a_worker_running_a_fast_path_request_retires_only_once_the_request_ended():
+    pool = Pool(workers=2)
+    pool.connect("a")
+    pool.next_id["a"] = 2
+    submit_beside_fast_path(pool, "a", ["x", "y"], running=FastPathRun(0, 1))
+    assert sum(pool.requests(1), []) == ["x", "y"]  # more than worker 0's one
+    pool.act(pool.scheduler.retire_workers(1))
+    assert pool.retired == [] and pool.scheduler.workers == 1
+    pool.act(pool.scheduler.fast_path_done(fast_path_report("a", finished=1)))
+    assert pool.retired == [0]
+    while pool.batches[1]:
+        pool.finish(1)
+    assert pool.results("a") == {2: "x!", 3: "y!"}
