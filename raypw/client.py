@@ -584,10 +584,20 @@ class Client:
                     self.direct_sent += 1
                 ref.future().add_done_callback(functools.partial(self._direct_done, promise))
                 sent = True
-        finally:
-            if not sent:
-                with STATE_LOCK:
-                    self._direct_failed(promise)
+        except Exception:  # Ray could not take the call: the usual way
+            logger.debug("a fast-path call failed", exc_info=True)
+        except BaseException:  # Ctrl-C: as the call promises, nothing of it stays queued
+            notes = Notes()
+            with STATE_LOCK:
+                self._report_ended(promise, None)
+                if promise._state == PENDING:
+                    self._forget(promise)
+                    settle(promise, ABORTED, None, notes)
+            self._deliver(notes)
+            raise
+        if not sent:
+            with STATE_LOCK:
+                self._direct_failed(promise)
 
     def _direct_done(self, promise: Promise[Any], future: Future[Any]) -> None:
         """Settles a fast-path promise with its worker's outcome (on Ray's callback thread:
@@ -1016,16 +1026,22 @@ class Client:
 
     def _renew_lease(self) -> None:
         """Asks the coordinator for a worker to send lone requests to (the last one died or
-        left the pool, or the coordinator was replaced)."""
-        import ray
-
+        left the pool, or the coordinator was replaced); the answer comes on Ray's callback
+        thread, and the sender does not wait for it."""
         try:
-            lease = ray.get(self._coordinator.lease.remote(), timeout=30)
+            self._coordinator.lease.remote().future().add_done_callback(self._leased)
         except Exception:  # the coordinator is gone: the collector recovers, and asks again
+            logger.debug("no fast-path lease", exc_info=True)
+
+    def _leased(self, answer: Future[Lease | None]) -> None:
+        try:
+            lease = answer.result()
+        except BaseException:  # the coordinator is gone: the collector recovers, asks again
             logger.debug("no fast-path lease", exc_info=True)
             return
         with STATE_LOCK:
-            self._lease = lease
+            if self._lease is None:
+                self._lease = lease
 
     def _may_send(self) -> bool:
         return (

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from typing import Any
@@ -235,13 +236,24 @@ class Coordinator:
         from its next poll, connects and submits again)."""
         if not self._scheduler.knows(message.client):
             return False
-        for run in message.died or ():  # first: nothing goes to it until Ray restarted it
+        if message.died:
+            message = self._fast_path_deaths(message)
+        self._act(self._scheduler.submit(message))
+        return True
+
+    def _fast_path_deaths(self, message: Submit) -> Submit:
+        """Treats the workers a client saw die under its fast-path requests as dead (it
+        held nothing of the scheduler's, so nobody else noticed): nothing goes to one until
+        Ray restarted it. A worker retired meanwhile did not die: its request, which never
+        ran, is not charged a retry."""
+        died = []
+        for run in message.died or ():
             if 0 <= run.worker < len(self._workers) and run.worker not in self._retired:
+                died.append(run)
                 self._worker_died(
                     run.worker, WorkerRestartedError(f"worker {run.worker} died (fast path)")
                 )
-        self._act(self._scheduler.submit(message))
-        return True
+        return dataclasses.replace(message, died=died or None)
 
     async def abort(self, message: Abort) -> int:
         """Withdraws requests; returns how many were stopped before they started.
