@@ -110,6 +110,9 @@ _ABORT_TIMEOUT = 30.0
 # A call that failed oddly waits this long for a ray.shutdown() under way to finish.
 _SHUTDOWN_GRACE = 5.0
 _RAY_SHUT_DOWN = "Ray was shut down in this program"
+# A fast-path report whose worker no submit waits for goes within this many seconds (they
+# carry counts and timings; stats() sends what is pending first).
+REPORT_SECONDS = 0.5
 # Refs of fast-path reports sent are kept (for stats() to wait on) up to this many before
 # those that arrived are dropped.
 _REPORTS_KEPT = 16
@@ -168,6 +171,10 @@ class Client:
         self.direct_sent = 0  # requests that took the fast path
         # What they did since the coordinator was last told (it keeps the service's counts).
         self._unreported: FastPathReport | None = None
+        # When the sender sends it: at once if a submit reserved the request's worker (the
+        # worker waits for it), else within REPORT_SECONDS. None: nothing to report.
+        self._report_at: float | None = None
+        self._reserved_for = 0  # the fast-path request a submit last reserved a worker for
         self._report_lock = threading.Lock()
         self._reports: list[Any] = []  # refs of the reports sent, not known to have arrived
         self._max_queued = max_queued
@@ -340,8 +347,13 @@ class Client:
                 if min(lefts) < 0.0:
                     lefts = [max(0.0, left) for left in lefts]
                 timeouts = cast("list[float | None]", lefts)
-        direct = self._direct_promise
-        reserved = None if direct is None else FastPathRun(self._direct_worker, direct._id)
+        reserved = None
+        if self._direct_promise is not None:
+            with STATE_LOCK:  # read with _report_ended's view of it
+                direct = self._direct_promise
+                if direct is not None:
+                    reserved = FastPathRun(self._direct_worker, direct._id)
+                    self._reserved_for = direct._id
         died: list[FastPathRun] | None = None
         if self._died_direct:
             with STATE_LOCK:
@@ -654,8 +666,8 @@ class Client:
 
     def _report_ended(self, promise: Promise[Any], outcome: DirectOutcome | None) -> None:
         """Adds a fast-path request that ended on its worker (``outcome``: processed) to the
-        next report, which frees the worker at the coordinator, and has the sender send it.
-        Call with STATE_LOCK held."""
+        next report, which frees the worker at the coordinator if a submit reserved it (then
+        the sender sends it at once). Call with STATE_LOCK held."""
         if self._direct_promise is promise:
             self._direct_promise = self._direct_ref = None
         last = self._unreported or FastPathReport(self.client_id, 0, 0, 0, 0.0, 0.0)
@@ -668,7 +680,11 @@ class Client:
             last.seconds + (outcome.seconds if outcome is not None else 0.0),
             last.waited + (time.monotonic() - self._direct_since if processed else 0.0),
         )
-        self._outbox_ready.notify()
+        if promise._id == self._reserved_for:
+            self._report_at = 0.0
+            self._outbox_ready.notify()
+        elif self._report_at is None:
+            self._report_at = time.monotonic() + REPORT_SECONDS
 
     def report_fast_path(self, wait: bool = False) -> None:
         """Tells the coordinator what the fast path did since the last report. The sender
@@ -680,6 +696,7 @@ class Client:
         with self._report_lock:
             with STATE_LOCK:
                 report, self._unreported = self._unreported, None
+                self._report_at = None
             reports = self._reports
             if report is not None:
                 try:
@@ -964,15 +981,20 @@ class Client:
             with STATE_LOCK:
                 while True:
                     next_deadline = self._expire_unsent(notes)
+                    report_in = self._report_in()
                     if (
                         self._stopped
                         or self._lease_wanted
-                        or self._unreported is not None
+                        or report_in == 0.0
                         or (self._outbox and self._may_send())
                     ):
                         break
                     # A wake-up lost to an interrupt costs 1 s.
-                    wait = 1.0 if next_deadline is None else min(1.0, next_deadline)
+                    wait = min(
+                        1.0,
+                        1.0 if next_deadline is None else next_deadline,
+                        1.0 if report_in is None else report_in,
+                    )
                     self._outbox_ready.wait(wait)
                 stopped = self._stopped
                 lease_wanted, self._lease_wanted = self._lease_wanted, False
@@ -1023,6 +1045,11 @@ class Client:
             if previous is not None:  # at most two submits in flight: bounded memory
                 self._wait_submitted(*previous)
             previous = (ref, [p._id for p in taken])
+
+    def _report_in(self) -> float | None:
+        """Seconds until the fast-path report is due (0.0: now); None: there is none."""
+        due = self._report_at
+        return None if due is None else max(0.0, due - time.monotonic())
 
     def _renew_lease(self) -> None:
         """Asks the coordinator for a worker to send lone requests to (the last one died or
