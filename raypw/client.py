@@ -145,7 +145,7 @@ class Client:
         direct: Whether a lone request (nothing else pending here, no deadline) may go
             straight to a worker the coordinator leased to this client, the idle-pool fast
             path: for a service whose only client this is, and with nothing at the
-            coordinator (a cache, recycling, metrics) that must see each request.
+            coordinator (a cache, recycling) that must see each request first.
     """
 
     def __init__(
@@ -538,21 +538,20 @@ class Client:
                     promise._timeout = timeout
                     promise._deadline = deadline
             # A lone request on an idle pool goes to the leased worker from this thread.
-            lease = self._lease
-            direct = (
-                lease is not None
-                and len(fresh) == 1
+            lone = (
+                len(fresh) == 1
                 and not timed
                 and not joined
                 and not self._by_id
                 and not self._outbox
                 and self._direct_promise is None
             )
+            lease = self._lease if lone else None
             # Phase 2 commits with a few C-level calls, in an order that leaves nothing
             # half-queued if an interrupt lands between them.
             wake = not self._outbox
             try:
-                if lease is not None and direct:
+                if lease is not None:
                     self._direct_worker = lease.worker
                     self._direct_promise = fresh[0]
                 else:
@@ -578,14 +577,14 @@ class Client:
             finally:
                 if wake and self._outbox:
                     self._outbox_ready.notify()
-        if lease is not None and direct:
+        if lease is not None:
             self._send_direct(fresh[0], lease)
         return promises
 
     def _send_direct(self, promise: Promise[Any], lease: Lease) -> None:
         """Sends a lone request to the leased worker; its outcome settles the promise from
-        Ray's callback. If it cannot go (Ctrl-C), it takes the usual way through the
-        coordinator instead."""
+        Ray's callback. If Ray cannot take the call, the request takes the usual way
+        through the coordinator instead; Ctrl-C while sending aborts it."""
         sent = False
         try:
             if promise._state == PENDING:  # else aborted already, by another thread
@@ -688,9 +687,9 @@ class Client:
 
     def report_fast_path(self, wait: bool = False) -> None:
         """Tells the coordinator what the fast path did since the last report. The sender
-        does after each request; ``stats()`` first, and waits (``wait``) for every report
-        sent to arrive, so that its counts include them (the coordinator, an async actor,
-        may run a program's calls out of order)."""
+        does once a report is due (see ``_report_ended``); ``stats()`` first, and waits
+        (``wait``) for every report sent to arrive, so that its counts include them (the
+        coordinator, an async actor, may run a program's calls out of order)."""
         import ray
 
         with self._report_lock:

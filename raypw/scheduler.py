@@ -587,15 +587,7 @@ class Scheduler:
                 spent.append(item)
         self._queued -= len(spent)  # they stay in the backlog; _take drops them
         for item in spent:
-            self._fail(
-                [item],
-                WorkerDiedError(
-                    f"{_describe(item.request)} was in process when its worker died, "
-                    f"{item.attempts} times (max_retries={self._max_retries})",
-                    request=item.request,
-                    attempts=item.attempts,
-                ),
-            )
+            self._fail([item], self._out_of_retries(item, None))
 
     def _answer_from_cache(self, message: Submit, state: _Client) -> Submit:
         """Answers the requests of ``message`` the cache holds a result for; returns the
@@ -1445,17 +1437,19 @@ class Scheduler:
             item.attempts += 1
             (spent if item.attempts > self._max_retries else again).append(item)
         for item in spent:
-            self._fail(
-                [item],
-                WorkerDiedError(
-                    f"{_describe(item.request)} was in process when its worker died, "
-                    f"{item.attempts} times (max_retries={self._max_retries}); last: "
-                    f"{type(cause).__name__}",
-                    request=item.request,
-                    attempts=item.attempts,
-                ),
-            )
+            self._fail([item], self._out_of_retries(item, cause))
         self._requeue(again)
+
+    def _out_of_retries(self, item: _Item, cause: BaseException | None) -> WorkerDiedError:
+        """The error of a request whose worker died under it once more than max_retries
+        allows (``cause``: of the last death, if known)."""
+        last = "" if cause is None else f"; last: {type(cause).__name__}"
+        return WorkerDiedError(
+            f"{_describe(item.request)} was in process when its worker died, "
+            f"{item.attempts} times (max_retries={self._max_retries}){last}",
+            request=item.request,
+            attempts=item.attempts,
+        )
 
     def _requeue(self, items: list[_Item]) -> None:
         """Puts items back at the front of the queue, in order."""

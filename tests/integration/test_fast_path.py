@@ -101,29 +101,20 @@ def test_a_vectorised_processor_gets_its_lone_request_as_a_batch_of_one(make_ser
     assert service.stats().fast_path == 1
 
 
+@pytest.mark.parametrize("max_retries", [1, 0])
 def test_a_fast_path_request_whose_worker_dies_is_retried_with_the_death_counted(
-    make_service, tmp_path
+    make_service, tmp_path, max_retries
 ):
+    """With no retries left after that death, it fails at once, never run again."""
     log = str(tmp_path / "stamps")
     service = make_service(
-        Stamper, processor_class_init_args=(log,), parallel_workers=1, max_retries=1
+        Stamper, processor_class_init_args=(log,), parallel_workers=1, max_retries=max_retries
     )
     with pytest.raises(WorkerDiedError) as caught:
         service.queue_request("poison").get_result(timeout=120)
-    assert caught.value.attempts == 2
-    assert [row[0] for row in stamps(log)].count("poison") == 2  # max_retries + 1 runs
+    assert caught.value.attempts == max_retries + 1
+    assert [row[0] for row in stamps(log)].count("poison") == max_retries + 1
     assert service.queue_request("after").get_result(timeout=60) == "after processed."
-
-
-def test_with_no_retries_a_fast_path_death_fails_the_request_at_once(make_service, tmp_path):
-    log = str(tmp_path / "stamps")
-    service = make_service(
-        Stamper, processor_class_init_args=(log,), parallel_workers=1, max_retries=0
-    )
-    with pytest.raises(WorkerDiedError) as caught:
-        service.queue_request("poison").get_result(timeout=120)
-    assert caught.value.attempts == 1
-    assert [row[0] for row in stamps(log)].count("poison") == 1
 
 
 def test_aborting_a_fast_path_request_ends_its_promise(make_service, tmp_path):
