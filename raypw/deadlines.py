@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import collections
 import heapq
+import math
 from collections.abc import Callable, Iterator, Set
 from typing import Any
 
-__all__ = ["EARLIEST", "MIN_COMPACT", "OVER_LIMIT", "DeadlineBook", "DeadlineRuns"]
+__all__ = ["EARLIEST", "MIN_COMPACT", "OVER_LIMIT", "TICK_SECONDS", "DeadlineBook", "DeadlineRuns"]
 
 # The book is compacted once it holds more than twice the waiters it held after the last
 # compaction, and at least this many.
@@ -124,6 +125,11 @@ class DeadlineBook:
         self._limit = max(MIN_COMPACT, 2 * self._held)
 
 
+# DeadlineRuns keeps deadlines rounded up to this grid, so that the requests queued one at a
+# time within one tick make one run: a request in the outbox fails at most this much after
+# its deadline, never before it.
+TICK_SECONDS = 0.001
+
 # What DeadlineRuns.add() tells its owner, as bits.
 EARLIEST = 1  # the run added is now the earliest deadline held: wake the watcher
 OVER_LIMIT = 2  # more runs are held than ``limit``: compact
@@ -137,6 +143,10 @@ class DeadlineRuns:
     flat, three slots a run, so adding one makes no object the garbage collector tracks and
     costs no heap operation. Only a run that comes out of order goes to a heap. The earliest
     run is the earlier of the deque's front and the heap's top.
+
+    Deadlines are kept rounded up to :data:`TICK_SECONDS`, and a run that continues the last
+    one (its ids follow on, its rounded deadline is the same) extends it: requests queued one
+    at a time with the same timeout make one run per tick, not one each.
 
     Args:
         limit: Runs held past which :meth:`add` reports :data:`OVER_LIMIT` (see
@@ -163,7 +173,8 @@ class DeadlineRuns:
         return bool(self._lane) or bool(self._heap)
 
     def add(self, deadline: float, first: int, count: int) -> int:
-        """Adds a run of ``count`` ids from ``first``, due at ``deadline``.
+        """Adds a run of ``count`` ids from ``first``, due at ``deadline`` (kept rounded up
+        to :data:`TICK_SECONDS`).
 
         Returns:
             :data:`EARLIEST` if its deadline is now the earliest held (strictly earlier than
@@ -171,6 +182,11 @@ class DeadlineRuns:
         """
         lane = self._lane
         heap = self._heap
+        if math.isfinite(deadline):
+            deadline = -(-deadline // TICK_SECONDS) * TICK_SECONDS  # up: never early
+        if lane and deadline == lane[-3] and first == lane[-2] + lane[-1]:
+            lane[-1] += count  # one store: an interrupt leaves no half
+            return OVER_LIMIT if len(lane) + 3 * len(heap) > self._slots_limit else 0
         if not lane or deadline >= lane[-3]:
             lane.extend((deadline, first, count))  # one C call: an interrupt leaves no half
             flags = EARLIEST if len(lane) == 3 and (not heap or deadline < heap[0][0]) else 0

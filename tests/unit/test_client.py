@@ -11,7 +11,7 @@ import time
 import pytest
 
 from raypw.client import Client
-from raypw.deadlines import DeadlineRuns
+from raypw.deadlines import TICK_SECONDS, DeadlineRuns
 from raypw.errors import (
     QueueFullError,
     RaypwError,
@@ -372,7 +372,9 @@ def test_one_call_s_requests_share_one_unsent_deadline_entry_and_fail_together()
 
     client = open_client()
     a, b, c = client.queue(["a", "b", "c"], None, timeout=30.0)
-    assert client._unsent_deadlines.runs() == [(a._deadline, a._id, 3)]
+    ((due, first, count),) = client._unsent_deadlines.runs()
+    assert (first, count) == (a._id, 3)
+    assert a._deadline <= due < a._deadline + TICK_SECONDS  # rounded up: never early
     assert [b._id, c._id] == [a._id + 1, a._id + 2]
     b._sent_in = 1  # b went out: the coordinator times it out, not the outbox
     client._unsent_deadlines = DeadlineRuns()
@@ -393,19 +395,28 @@ def test_a_submit_of_timed_requests_only_carries_no_negative_seconds_left():
     assert 0 < client._submit([fine], 2).timeouts[0] <= 30.0
 
 
-def test_calls_with_deadlines_in_order_add_their_runs_without_a_heap_entry():
+def test_calls_with_deadlines_in_order_extend_the_last_run_without_a_heap_entry():
     client = open_client()
-    promises = [client.queue([f"r{i}"], None, timeout=30.0)[0] for i in range(5)]
+    promises = [client.queue([f"r{i}"], None, timeout=30.0)[0] for i in range(50)]
     runs = client._unsent_deadlines
     assert runs._heap == []
-    assert runs.runs() == [(p._deadline, p._id, 1) for p in promises]
+    held = runs.runs()
+    assert len(held) < len(promises)  # one run per tick of TICK_SECONDS, not one per call
+    covered = [(due, first + k) for due, first, count in held for k in range(count)]
+    assert [request_id for _, request_id in covered] == [p._id for p in promises]
+    for (due, _), promise in zip(covered, promises, strict=True):
+        assert promise._deadline <= due < promise._deadline + TICK_SECONDS
 
 
 def test_runs_of_sent_requests_are_dropped_past_twice_the_pending_requests():
     from raypw.client import _MIN_DEADLINE_HEAP
 
     client = open_client()
-    first = [client.queue([f"a{i}"], None, timeout=30.0)[0] for i in range(_MIN_DEADLINE_HEAP)]
+    # Deadlines a tick apart or more: one run each.
+    first = [
+        client.queue([f"a{i}"], None, timeout=30.0 + i * 2 * TICK_SECONDS)[0]
+        for i in range(_MIN_DEADLINE_HEAP)
+    ]
     with STATE_LOCK:
         for promise in first[1:-1]:  # all but the first and last went out, and finished
             del client._by_id[promise._id]

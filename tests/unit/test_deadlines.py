@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from raypw.deadlines import EARLIEST, MIN_COMPACT, OVER_LIMIT, DeadlineBook, DeadlineRuns
+import pytest
+
+from raypw.deadlines import (
+    EARLIEST,
+    MIN_COMPACT,
+    OVER_LIMIT,
+    TICK_SECONDS,
+    DeadlineBook,
+    DeadlineRuns,
+)
 
 
 def test_waiters_come_out_once_due_whatever_order_they_were_added_in():
@@ -84,10 +93,31 @@ def test_compaction_keeps_a_group_whose_waiters_all_still_wait_whole():
 def test_deadline_runs_in_order_go_to_the_lane_and_make_no_heap_entry():
     runs = DeadlineRuns()
     assert runs.add(1.0, 1, 2) == EARLIEST  # the first run is the earliest
-    assert runs.add(1.0, 3, 1) == 0  # a tie comes after: not strictly earlier
-    assert runs.add(2.0, 4, 1) == 0
+    assert runs.add(1.0, 4, 1) == 0  # a tie comes after: not strictly earlier
+    assert runs.add(2.0, 5, 1) == 0
     assert runs._heap == [] and len(runs) == 3
-    assert runs.runs() == [(1.0, 1, 2), (1.0, 3, 1), (2.0, 4, 1)]
+    assert runs.runs() == [(1.0, 1, 2), (1.0, 4, 1), (2.0, 5, 1)]
+
+
+def test_deadline_runs_within_one_tick_that_follow_on_make_one_run_due_at_the_tick_s_end():
+    runs = DeadlineRuns()
+    tick = TICK_SECONDS
+    assert runs.add(1.0 + 0.1 * tick, 1, 2) == EARLIEST
+    assert runs.add(1.0 + 0.6 * tick, 3, 1) == 0  # ids follow on, same tick: extends it
+    runs.add(1.0 + 0.7 * tick, 7, 1)  # same tick, but ids do not follow on: a run of its own
+    runs.add(1.0 + 1.2 * tick, 8, 1)  # follows on, the next tick
+    held = runs.runs()
+    assert [(first, count) for _, first, count in held] == [(1, 3), (7, 1), (8, 1)]
+    assert held[0][0] == held[1][0] == pytest.approx(1.0 + tick)  # never before a deadline
+    assert held[2][0] == pytest.approx(1.0 + 2 * tick)
+    assert runs.pop_due(1.0 + 0.9 * tick) == []
+    assert runs.pop_due(held[0][0]) == [(1, 3), (7, 1)]
+
+
+def test_an_infinite_deadline_run_stays_infinite():
+    runs = DeadlineRuns()
+    runs.add(float("inf"), 1, 1)
+    assert runs.next_due() == float("inf")
 
 
 def test_deadline_runs_out_of_order_fall_back_to_the_heap_and_come_out_earliest_first():
