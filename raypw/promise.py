@@ -358,9 +358,13 @@ def _short(value: Any, limit: int = 60) -> str:
 class Notes:
     """What settling promises under the lock owes to others once the lock is released."""
 
-    __slots__ = ("callbacks", "events", "waiters")
+    __slots__ = ("callbacks", "events", "seq", "waiters")
 
     def __init__(self) -> None:
+        # The finishing order of the promises settled with these notes (under one hold of the
+        # lock, e.g. one chunk of outcomes): they share one number, so a million results
+        # make no million int objects. 0: none settled yet.
+        self.seq = 0
         self.events: list[threading.Event] = []
         self.waiters: dict[_Listener, list[Promise[Any]]] = {}
         self.callbacks: list[tuple[Callable[[Promise[Any]], object], Promise[Any]]] = []
@@ -379,8 +383,10 @@ def settle(promise: Promise[Any], state: int, value: Any, notes: Notes) -> None:
     # The value goes in before the state: get_result(), await and done() read a finished
     # promise without the lock, and must never find it finished without its value.
     promise._value = value
-    _sequence += 1
-    promise._seq = _sequence
+    if not notes.seq:
+        _sequence += 1
+        notes.seq = _sequence
+    promise._seq = notes.seq
     promise._state = state
     settled = getattr(promise._owner, "settled", None)
     if settled is not None:
