@@ -23,6 +23,7 @@ from raypw.protocol import (
     TimedOut,
 )
 from raypw.scheduler import (
+    OVERTAKE_SECONDS,
     Cancel,
     Dispatch,
     Expire,
@@ -1018,6 +1019,26 @@ def test_a_higher_priority_request_overtakes_unstarted_requests_sent_ahead_to_a_
     pool.finish(0)  # busy ends; the next batch goes behind the emptied one
     pool.finish(0)
     assert pool.requests(0) == [["h1", "h2", "l1", "l2", "l3"]]  # l1, l2 kept their place
+
+
+@pytest.mark.parametrize(
+    ("each", "taken"), [(OVERTAKE_SECONDS / 4, False), (OVERTAKE_SECONDS, True)]
+)
+def test_lower_priority_work_sent_ahead_is_taken_back_only_if_it_would_hold_the_worker_long(
+    each: float, taken: bool
+):
+    pool = Pool(workers=1)
+    pool.connect("a")
+    pool.submit("a", ["busy"])
+    pool.submit("a", ["l1", "l2"])  # sent ahead, behind busy
+    pool.scheduler._sizer.typical_seconds = each  # l1 and l2 take half, or twice, the limit
+    pool.submit("a", ["h"], priority=5)
+    assert len(pool.take_backs) == taken
+    if taken:
+        pool.give_back(pool.take_backs[0])
+    while pool.batches[0]:
+        pool.finish(0)
+    assert pool.ran == (["busy", "h", "l1", "l2"] if taken else ["busy", "l1", "l2", "h"])
 
 
 def test_a_request_that_began_before_the_worker_was_asked_back_stays_there():
