@@ -701,7 +701,8 @@ class ProcessorService(Generic[RequestT, ResultT]):
                 ``request_timeout``; ``math.inf`` sets no deadline.
             priority: Higher runs first among the requests not started yet, wherever they
                 wait (this program's unsent backlog, the service's queue, a batch sent ahead
-                to a worker); first in, first out within one priority. An equal pending
+                to a worker, unless what it holds would keep it less than about 5 ms); first
+                in, first out within one priority. An equal pending
                 request keeps the higher of the two priorities. Any int; 0 by default.
             block: With the service's ``max_queued`` requests of this program pending, wait
                 for room (True) or raise :class:`~raypw.QueueFullError` at once (False).
