@@ -48,6 +48,7 @@ from raypw.errors import (
     TransferError,
     WorkerDiedError,
 )
+from raypw.fast_path import FastPath
 from raypw.promise import (
     ABORTED,
     DONE,
@@ -64,8 +65,6 @@ from raypw.protocol import (
     Closed,
     DirectOutcome,
     Failed,
-    FastPathReport,
-    FastPathRun,
     Forgotten,
     Lease,
     News,
@@ -110,9 +109,6 @@ _ABORT_TIMEOUT = 30.0
 # A call that failed oddly waits this long for a ray.shutdown() under way to finish.
 _SHUTDOWN_GRACE = 5.0
 _RAY_SHUT_DOWN = "Ray was shut down in this program"
-# A fast-path report whose worker no submit waits for goes within this many seconds (they
-# carry counts and timings; stats() sends what is pending first).
-REPORT_SECONDS = 0.5
 # Refs of fast-path reports sent are kept (for stats() to wait on) up to this many before
 # those that arrived are dropped.
 _REPORTS_KEPT = 16
@@ -158,29 +154,13 @@ class Client:
         direct: bool = False,
     ) -> None:
         self._coordinator = coordinator
-        self._direct_allowed = direct
-        self._lease: Lease | None = None  # the worker a lone request goes to
-        self._lease_wanted = False  # the sender asks the coordinator for a (new) lease
-        # The lone request sent to the leased worker, and its ref (at most one at a time).
-        self._direct_promise: Promise[Any] | None = None
-        self._direct_ref: Any = None
-        self._direct_worker = 0  # its worker's slot
-        self._direct_since = 0.0  # when it was sent
-        # Id -> slot of the fast-path requests whose worker died under them, until resent.
-        self._died_direct: dict[int, int] = {}
-        self.direct_sent = 0  # requests that took the fast path
-        # What they did since the coordinator was last told (it keeps the service's counts).
-        self._unreported: FastPathReport | None = None
-        # When the sender sends it: at once if a submit reserved the request's worker (the
-        # worker waits for it), else within REPORT_SECONDS. None: nothing to report.
-        self._report_at: float | None = None
-        self._reserved_for = 0  # the fast-path request a submit last reserved a worker for
-        self._report_lock = threading.Lock()
-        self._reports: list[Any] = []  # refs of the reports sent, not known to have arrived
         self._max_queued = max_queued
         self._replace_coordinator = replace_coordinator
         self._key = key
         self.client_id = uuid.uuid4().hex
+        self._fast = FastPath(self.client_id, direct)
+        self._report_lock = threading.Lock()  # one sender of fast-path reports at a time
+        self._reports: list[Any] = []  # refs of the reports sent, not known to have arrived
         self._ids = itertools.count(1)
         self._by_key: dict[Hashable, Promise[Any]] = {}
         self._by_id: dict[int, Promise[Any]] = {}
@@ -220,8 +200,8 @@ class Client:
         import ray
 
         self._epoch = ray.get(self._coordinator.connect.remote(self.client_id))
-        if self._direct_allowed:
-            self._lease = ray.get(self._coordinator.lease.remote())
+        if self._fast.allowed:
+            self._fast.lease = ray.get(self._coordinator.lease.remote())
         with STATE_LOCK:
             self._open = True
             self._stopped = False
@@ -347,18 +327,14 @@ class Client:
                 if min(lefts) < 0.0:
                     lefts = [max(0.0, left) for left in lefts]
                 timeouts = cast("list[float | None]", lefts)
-        reserved = None
-        if self._direct_promise is not None:
-            with STATE_LOCK:  # read with _report_ended's view of it
-                direct = self._direct_promise
-                if direct is not None:
-                    reserved = FastPathRun(self._direct_worker, direct._id)
-                    self._reserved_for = direct._id
-        died: list[FastPathRun] | None = None
-        if self._died_direct:
+        fast = self._fast
+        reserved = died = None
+        if fast.promise is not None:
+            with STATE_LOCK:  # read with _fast_path_ended's view of it
+                reserved = fast.reserve()
+        if fast.died:
             with STATE_LOCK:
-                gone = self._died_direct
-                died = [FastPathRun(gone.pop(p._id), p._id) for p in promises if p._id in gone]
+                died = fast.deaths_among(promises)
         message = Submit(
             self.client_id,
             self._epoch,
@@ -368,7 +344,7 @@ class Client:
             keys,
             timeouts,
             priorities,
-            died or None,
+            died,
             reserved,
         )
         return self._coordinator.submit.remote(message)
@@ -544,16 +520,14 @@ class Client:
                 and not joined
                 and not self._by_id
                 and not self._outbox
-                and self._direct_promise is None
             )
-            lease = self._lease if lone else None
+            lease = self._fast.free_lease() if lone else None
             # Phase 2 commits with a few C-level calls, in an order that leaves nothing
             # half-queued if an interrupt lands between them.
             wake = not self._outbox
             try:
                 if lease is not None:
-                    self._direct_worker = lease.worker
-                    self._direct_promise = fresh[0]
+                    self._fast.begin(fresh[0], lease)
                 else:
                     self._outbox.extend(fresh, priority)
                 self._by_id.update(by_id)
@@ -590,9 +564,7 @@ class Client:
             if promise._state == PENDING:  # else aborted already, by another thread
                 ref = lease.actor.direct.remote(promise._carried)
                 with STATE_LOCK:
-                    self._direct_ref = ref
-                    self._direct_since = time.monotonic()
-                    self.direct_sent += 1
+                    self._fast.sent_as(ref, time.monotonic())
                 ref.future().add_done_callback(functools.partial(self._direct_done, promise))
                 sent = True
         except Exception:  # Ray could not take the call: the usual way
@@ -600,7 +572,7 @@ class Client:
         except BaseException:  # Ctrl-C: as the call promises, nothing of it stays queued
             notes = Notes()
             with STATE_LOCK:
-                self._report_ended(promise, None)
+                self._fast_path_ended(promise, None)
                 if promise._state == PENDING:
                     self._forget(promise)
                     settle(promise, ABORTED, None, notes)
@@ -639,7 +611,7 @@ class Client:
         :class:`DirectOutcome`, or the error of raypw's own worker code. Call with
         STATE_LOCK held."""
         direct = outcome if isinstance(outcome, DirectOutcome) else None
-        self._report_ended(promise, direct)
+        self._fast_path_ended(promise, direct)
         if promise._state != PENDING:
             return  # aborted meanwhile
         self._forget(promise)
@@ -654,48 +626,29 @@ class Client:
         """A fast-path request did not get its outcome from the worker: it goes to the
         coordinator like any other (``died``: with the death of its worker counted against
         its retries), and the sender asks for a new lease. Call with STATE_LOCK held."""
-        self._report_ended(promise, None)
-        self._lease = None
-        self._lease_wanted = True
+        self._fast_path_ended(promise, None)
+        self._fast.failed(promise, died and promise._state == PENDING)
         if promise._state == PENDING:
-            if died:
-                self._died_direct[promise._id] = self._direct_worker
             self._outbox.append(promise, promise._priority)
         self._outbox_ready.notify()
 
-    def _report_ended(self, promise: Promise[Any], outcome: DirectOutcome | None) -> None:
+    def _fast_path_ended(self, promise: Promise[Any], outcome: DirectOutcome | None) -> None:
         """Adds a fast-path request that ended on its worker (``outcome``: processed) to the
-        next report, which frees the worker at the coordinator if a submit reserved it (then
-        the sender sends it at once). Call with STATE_LOCK held."""
-        if self._direct_promise is promise:
-            self._direct_promise = self._direct_ref = None
-        last = self._unreported or FastPathReport(self.client_id, 0, 0, 0, 0.0, 0.0)
-        processed = outcome is not None
-        self._unreported = FastPathReport(
-            self.client_id,
-            max(last.finished, promise._id),
-            last.processed + processed,
-            last.failed + (outcome is not None and outcome.error is not None),
-            last.seconds + (outcome.seconds if outcome is not None else 0.0),
-            last.waited + (time.monotonic() - self._direct_since if processed else 0.0),
-        )
-        if promise._id == self._reserved_for:
-            self._report_at = 0.0
+        next report; wakes the sender if that is due at once (a submit reserved the worker
+        for it). Call with STATE_LOCK held."""
+        if self._fast.ended(promise, outcome, time.monotonic()):
             self._outbox_ready.notify()
-        elif self._report_at is None:
-            self._report_at = time.monotonic() + REPORT_SECONDS
 
     def report_fast_path(self, wait: bool = False) -> None:
         """Tells the coordinator what the fast path did since the last report. The sender
-        does once a report is due (see ``_report_ended``); ``stats()`` first, and waits
+        does once a report is due (see ``FastPath.ended``); ``stats()`` first, and waits
         (``wait``) for every report sent to arrive, so that its counts include them (the
         coordinator, an async actor, may run a program's calls out of order)."""
         import ray
 
         with self._report_lock:
             with STATE_LOCK:
-                report, self._unreported = self._unreported, None
-                self._report_at = None
+                report = self._fast.take_report()
             reports = self._reports
             if report is not None:
                 try:
@@ -873,10 +826,10 @@ class Client:
             if promise._shares > 1:
                 promise._shares -= 1
                 return False
-            direct = promise is self._direct_promise
+            direct = promise is self._fast.promise
             if direct and if_unstarted:
                 return False  # sent to an idle worker itself: it has most likely started
-            direct_ref = self._direct_ref if direct else None
+            direct_ref = self._fast.ref if direct else None
             sent = promise._sent_in > 0
             if not (sent and if_unstarted):
                 self._forget(promise)
@@ -930,8 +883,7 @@ class Client:
         del self._by_id[promise._id]
         if self._by_key.get(promise._key) is promise:
             del self._by_key[promise._key]
-        if self._died_direct:
-            self._died_direct.pop(promise._id, None)
+        self._fast.forget(promise._id)
         if promise._sent_in:
             self._sent -= 1
             self._sent_bytes -= promise._size
@@ -958,8 +910,8 @@ class Client:
                 "aborted": self.settled[ABORTED],
                 "timed_out": self.timed_out,
                 "deduplicated": self.deduplicated,
-                "fast_path": self.direct_sent,
-                "fast_path_running": int(self._direct_promise is not None),
+                "fast_path": self._fast.sent,
+                "fast_path_running": int(self._fast.promise is not None),
                 "unsent": len(
                     {id(p) for p in self._outbox if p._state == PENDING and not p._sent_in}
                 ),
@@ -980,10 +932,10 @@ class Client:
             with STATE_LOCK:
                 while True:
                     next_deadline = self._expire_unsent(notes)
-                    report_in = self._report_in()
+                    report_in = self._fast.report_in(time.monotonic())
                     if (
                         self._stopped
-                        or self._lease_wanted
+                        or self._fast.lease_wanted
                         or report_in == 0.0
                         or (self._outbox and self._may_send())
                     ):
@@ -996,7 +948,7 @@ class Client:
                     )
                     self._outbox_ready.wait(wait)
                 stopped = self._stopped
-                lease_wanted, self._lease_wanted = self._lease_wanted, False
+                lease_wanted, self._fast.lease_wanted = self._fast.lease_wanted, False
             self._deliver(notes)
             if stopped:
                 return
@@ -1045,11 +997,6 @@ class Client:
                 self._wait_submitted(*previous)
             previous = (ref, [p._id for p in taken])
 
-    def _report_in(self) -> float | None:
-        """Seconds until the fast-path report is due (0.0: now); None: there is none."""
-        due = self._report_at
-        return None if due is None else max(0.0, due - time.monotonic())
-
     def _renew_lease(self) -> None:
         """Asks the coordinator for a worker to send lone requests to (the last one died or
         left the pool, or the coordinator was replaced); the answer comes on Ray's callback
@@ -1066,8 +1013,8 @@ class Client:
             logger.debug("no fast-path lease", exc_info=True)
             return
         with STATE_LOCK:
-            if self._lease is None:
-                self._lease = lease
+            if self._fast.lease is None:
+                self._fast.lease = lease
 
     def _may_send(self) -> bool:
         return (
@@ -1227,10 +1174,9 @@ class Client:
             self._fail(None, error)
             return False
         logger.warning("raypw coordinator replaced; %d request(s) handed back", resent)
-        if self._direct_allowed:  # the old lease was a worker of the old coordinator
+        if self._fast.allowed:  # the old lease was a worker of the old coordinator
             with STATE_LOCK:
-                self._lease = None
-                self._lease_wanted = True
+                self._fast.lose_lease()
                 self._outbox_ready.notify()
         return True
 

@@ -26,6 +26,7 @@ def test_all_names_are_exported_and_nothing_else_public():
         "deadlines",
         "demo",
         "errors",
+        "fast_path",
         "metrics",
         "output",
         "processor",
