@@ -424,3 +424,23 @@ def test_runs_of_sent_requests_are_dropped_past_twice_the_pending_requests():
     client.queue(["last"], None, timeout=30.0)
     runs = client._unsent_deadlines.runs()
     assert [run[1] for run in runs] == [first[0]._id, first[-1]._id + 1]
+
+
+def test_the_pending_tables_are_rebuilt_smaller_once_a_burst_has_drained(monkeypatch):
+    import raypw.client
+
+    monkeypatch.setattr(raypw.client, "_SHRINK_FROM", 8)
+    client = open_client()
+    promises = client.queue([f"r{i}" for i in range(16)], None)
+    tables = client._by_id, client._by_key
+    done, left = promises[:13], promises[13:]
+    client._settle(Outcomes([p._id for p in done], [f"{p.request}!" for p in done], {}))
+    assert client._by_id is not tables[0] and client._by_key is not tables[1]  # rebuilt
+    assert [p.get_result(timeout=0) for p in done] == [f"r{i}!" for i in range(13)]
+    assert client._by_id == {p._id: p for p in left}
+    assert client._by_key == {p.request: p for p in left}
+    (again,) = client.queue(["r14"], None)  # still deduplicated against the pending one
+    assert again is left[1]
+    client._settle(Outcomes([left[0]._id], ["r13!"], {}))
+    assert client._by_id is not tables[0] and left[0].get_result(timeout=0) == "r13!"
+    assert client.pending == 2
