@@ -544,7 +544,8 @@ class Client:
                         self._added_unsent_deadlines(added)
                 for promise in joined:
                     promise._shares += 1
-                    if promise._priority < priority:  # unsent (see _match): raised
+                    # Unsent (see _match): raised. Not the fast path's: it runs already.
+                    if promise._priority < priority and promise is not self._fast.promise:
                         promise._priority = priority
                         self._outbox.append(promise, priority)
                     if callback is not None:
@@ -567,7 +568,7 @@ class Client:
         sent = False
         try:
             if promise._state == PENDING:  # else aborted already, by another thread
-                ref = lease.actor.direct.remote(promise._carried)
+                ref = lease.actor.direct.remote(promise._carried, promise._id)
                 with STATE_LOCK:
                     self._fast.sent_as(ref, time.monotonic())
                 ref.future().add_done_callback(functools.partial(self._direct_done, promise))
@@ -591,7 +592,7 @@ class Client:
         """Settles a fast-path promise with its worker's outcome (on Ray's callback thread:
         no Ray call here). If the worker died or left the pool under it, the request takes
         the usual way, where a death counts against ``max_retries``."""
-        from ray.exceptions import RayActorError, RayTaskError
+        from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 
         try:
             outcome: Any = future.result()
@@ -603,7 +604,11 @@ class Client:
                 if isinstance(outcome, DirectOutcome | RayTaskError) or promise._state != PENDING:
                     self._end_direct(promise, outcome, notes)
                 else:
-                    self._direct_failed(promise, died=isinstance(outcome, RayActorError))
+                    # Unavailable is not dead: a worker restarting, or a call Ray gave up on.
+                    died = isinstance(outcome, RayActorError) and not isinstance(
+                        outcome, ActorUnavailableError
+                    )
+                    self._direct_failed(promise, died=died)
             except Exception as exc:  # a bug of raypw's: fail the promise, never hang it
                 logger.exception("raypw: settling a fast-path request failed")
                 if promise._state == PENDING:
@@ -835,6 +840,7 @@ class Client:
             if direct and if_unstarted:
                 return False  # sent to an idle worker itself: it has most likely started
             direct_ref = self._fast.ref if direct else None
+            direct_actor = self._fast.actor
             sent = promise._sent_in > 0
             if not (sent and if_unstarted):
                 self._forget(promise)
@@ -844,7 +850,13 @@ class Client:
         self._deliver(notes)
         if direct_ref is not None:
             try:
-                ray.cancel(direct_ref)  # stops it if it has not started
+                # Withdrawn by the worker if not begun; a running one is cancelled (which a
+                # processor can observe). Never ray.cancel before it began: see skip_direct.
+                withdrawn = ray.get(
+                    direct_actor.skip_direct.remote(promise._id), timeout=_ABORT_TIMEOUT
+                )
+                if not withdrawn:
+                    ray.cancel(direct_ref)
             except Exception:
                 logger.debug("cancelling a fast-path request failed", exc_info=True)
         if sent:

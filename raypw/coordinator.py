@@ -244,11 +244,20 @@ class Coordinator:
     def _fast_path_deaths(self, message: Submit) -> Submit:
         """Treats the workers a client saw die under its fast-path requests as dead (it
         held nothing of the scheduler's, so nobody else noticed): nothing goes to one until
-        Ray restarted it. A worker retired meanwhile did not die: its request, which never
-        ran, is not charged a retry."""
+        Ray restarted it. Only if the slot still holds the process the request went to: a
+        worker retired meanwhile did not die, a slot filled again (the pool shrank and grew)
+        holds a healthy worker, and a coordinator started since (the old one died, and its
+        workers with it) never had that process; the request, then, is not charged a
+        retry. (One whose death the coordinator noticed first is not charged either.)"""
         died = []
         for run in message.died or ():
-            if 0 <= run.worker < len(self._workers) and run.worker not in self._retired:
+            index = run.worker
+            if (
+                0 <= index < len(self._workers)
+                and index not in self._retired
+                and run.pid
+                and self._pids[index] == run.pid
+            ):
                 died.append(run)
                 self._worker_died(
                     run.worker, WorkerRestartedError(f"worker {run.worker} died (fast path)")
@@ -474,7 +483,7 @@ class Coordinator:
         slot: a shrinking pool retires the highest idle ones first."""
         for index in range(len(self._workers)):
             if self._pids[index] and index not in self._retired:
-                return Lease(index, self._workers[index])
+                return Lease(index, self._workers[index], self._pids[index])
         return None
 
     async def fast_path_done(self, report: FastPathReport) -> None:

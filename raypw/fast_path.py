@@ -40,19 +40,23 @@ class FastPath:
         promise: The lone request running on the leased worker (at most one at a time).
         ref: The ``ObjectRef`` of its call.
         worker: Its worker's slot.
+        pid: Its worker's process id (0: not known).
+        actor: Its worker's actor handle.
         sent: Requests that took the fast path.
-        died: Request id -> slot, for fast-path requests whose worker died under them,
-            until they are sent the usual way.
+        died: Request id -> the run (slot and process), for fast-path requests whose worker
+            died under them, until they are sent the usual way.
     """
 
     __slots__ = (
         "_reserved_for",
         "_since",
         "_unreported",
+        "actor",
         "allowed",
         "died",
         "lease",
         "lease_wanted",
+        "pid",
         "promise",
         "ref",
         "report_at",
@@ -69,9 +73,11 @@ class FastPath:
         self.promise: Promise[Any] | None = None
         self.ref: Any = None
         self.worker = 0
+        self.pid = 0
+        self.actor: Any = None
         self._since = 0.0  # when the running one was sent
         self.sent = 0
-        self.died: dict[int, int] = {}
+        self.died: dict[int, FastPathRun] = {}
         # What the fast path did since the coordinator was last told (it keeps the counts).
         self._unreported: FastPathReport | None = None
         # When the report is due (see REPORT_SECONDS); None: there is nothing to report.
@@ -85,6 +91,8 @@ class FastPath:
     def begin(self, promise: Promise[Any], lease: Lease) -> None:
         """``promise`` goes to the leased worker (it is about to be sent)."""
         self.worker = lease.worker
+        self.pid = lease.pid
+        self.actor = lease.actor
         self.promise = promise
 
     def sent_as(self, ref: Any, now: float) -> None:
@@ -100,13 +108,13 @@ class FastPath:
         if promise is None:
             return None
         self._reserved_for = promise._id
-        return FastPathRun(self.worker, promise._id)
+        return FastPathRun(self.worker, promise._id, self.pid)
 
     def deaths_among(self, promises: list[Promise[Any]]) -> list[FastPathRun] | None:
         """The deaths on the fast path of these requests (about to be sent), taken out of
         :attr:`died`; None if none."""
         died = self.died
-        found = [FastPathRun(died.pop(p._id), p._id) for p in promises if p._id in died]
+        found = [died.pop(p._id) for p in promises if p._id in died]
         return found or None
 
     def forget(self, request_id: int) -> None:
@@ -125,7 +133,7 @@ class FastPath:
         its worker's death counted against its retries)."""
         self.lose_lease()
         if died:
-            self.died[promise._id] = self.worker
+            self.died[promise._id] = FastPathRun(self.worker, promise._id, self.pid)
 
     def ended(self, promise: Promise[Any], outcome: DirectOutcome | None, now: float) -> bool:
         """Adds a fast-path request that ended on its worker (``outcome``: processed; None:

@@ -125,19 +125,22 @@ class Submit:
 @dataclass(frozen=True, slots=True)
 class FastPathRun:
     """Client -> Coordinator, in a :class:`Submit`: request ``request_id`` went to worker
-    ``worker`` by the fast path."""
+    ``worker`` by the fast path, to its process ``pid`` (0: not known). A slot may hold
+    another process since (Ray restarted it, or the pool shrank and grew again)."""
 
     worker: int
     request_id: int
+    pid: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class Lease:
     """Coordinator -> client: the worker a service's only client sends lone requests to
-    itself (the idle-pool fast path): its slot and its actor handle."""
+    itself (the idle-pool fast path): its slot, its actor handle and its process id."""
 
     worker: int
     actor: Any
+    pid: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -154,6 +154,11 @@ class _Worker:
         self._skips: dict[int, set[int]] = {}  # batch id -> positions to skip
         self._finished: collections.deque[int] = collections.deque(maxlen=_RECENT_BATCHES)
         self._outboxes: dict[int, _Outbox] = {}  # batch id -> its outcomes not yet taken
+        # The fast path: the request id of the direct() call running now (0: none), those
+        # that began lately, and those to skip when their call comes.
+        self._direct_now = 0
+        self._direct_began: collections.deque[int] = collections.deque(maxlen=_RECENT_BATCHES)
+        self._direct_skips: set[int] = set()
 
     @ray.method(concurrency_group="control")
     def ready(self) -> int:
@@ -252,15 +257,41 @@ class _Worker:
             return None, _cannot_travel("result", "be pickled", exc)
 
     @ray.method(concurrency_group="work")
-    def direct(self, carried: Any) -> DirectOutcome:
+    def direct(self, carried: Any, request_id: int = 0) -> DirectOutcome | None:
         """Processes one request a client sent here itself (the idle-pool fast path), on
-        the thread that runs batches, so it never runs beside one."""
+        the thread that runs batches, so it never runs beside one. None: it was withdrawn
+        (:meth:`skip_direct`) before it began."""
+        with self._lock:
+            if request_id in self._direct_skips:
+                self._direct_skips.discard(request_id)
+                return None
+            self._direct_now = request_id
+            self._direct_began.append(request_id)
         started = time.perf_counter()
-        if self._vectorised:
-            result, error = self._process_one(self._process_alone, carried, "process_batch")
-        else:
-            result, error = self._process_one(self._processor.process, carried)
+        try:
+            if self._vectorised:
+                result, error = self._process_one(self._process_alone, carried, "process_batch")
+            else:
+                result, error = self._process_one(self._processor.process, carried)
+        finally:
+            with self._lock:
+                self._direct_now = 0
         return DirectOutcome(result, error, time.perf_counter() - started)
+
+    @ray.method(concurrency_group="control")
+    def skip_direct(self, request_id: int) -> bool:
+        """Withdraws a fast-path request unless it began: returns whether it was (then its
+        :meth:`direct` call, sent before this one, returns None without running it).
+
+        The client asks this instead of ``ray.cancel`` on a call not begun yet: Ray 2.60
+        cancels such a call out of the actor's ordered queue, and every later call from that
+        client to this worker then waits 30 s for its sequence number, and fails.
+        """
+        with self._lock:
+            if request_id == self._direct_now or request_id in self._direct_began:
+                return False
+            self._direct_skips.add(request_id)
+            return True
 
     def _process_alone(self, request: Any) -> Any:
         """``process_batch`` of one request, as ``process``."""

@@ -9,6 +9,7 @@ would; what the fast path cannot do for it, the usual way does.
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -172,3 +173,77 @@ def test_a_blocked_fast_path_request_leaves_the_other_worker_to_the_rest(make_se
     )
     Path(tmp_path / "slow").touch()
     assert held.get_result(timeout=60)[0] == "slow"
+
+
+def test_an_equal_request_of_a_higher_priority_joins_a_running_fast_path_request_once(
+    make_service, tmp_path
+):
+    service = make_service(Gates, processor_class_init_args=(str(tmp_path),), parallel_workers=2)
+    first = service.queue_request("same")
+    wait_until(lambda: "start same" in gate_log(tmp_path), "the lone request started")
+    assert service.queue_request("same", priority=5) is first
+    # Had the raised request gone to the coordinator too, it would run before these.
+    others = [service.queue_request(f"free{i}") for i in range(4)]
+    assert [p.get_result(timeout=60)[0] for p in others] == [f"free{i}" for i in range(4)]
+    (tmp_path / "same").touch()
+    assert first.get_result(timeout=60)[0] == "same"
+    assert gate_log(tmp_path).count("start same") == 1
+    assert service.stats().processed == 5
+
+
+def test_a_lease_to_a_slot_refilled_after_a_shrink_charges_no_death(make_service, tmp_path):
+    service = make_service(
+        Gates, processor_class_init_args=(str(tmp_path),), parallel_workers=2, max_retries=0
+    )
+    lone = service.queue_request("lone")
+    wait_until(lambda: "start lone" in gate_log(tmp_path), "the lone request started")
+    burst = service.queue_requests([f"b{i}" for i in range(4)])  # the other worker's
+    wait_until(lambda: "start b0" in gate_log(tmp_path), "the burst started")
+    service.resize(1)  # retires the leased worker once its request ends: the other is busier
+    for name in ["lone", *(f"b{i}" for i in range(4))]:
+        (tmp_path / name).touch()
+    leased_pid = lone.get_result(timeout=60)[1]
+    assert [p.get_result(timeout=60)[0] for p in burst] == [f"b{i}" for i in range(4)]
+    wait_until(lambda: len(service.worker_pids) == 1, "the pool shrank")
+    assert leased_pid not in service.worker_pids  # the leased worker is the one that left
+    service.resize(2)  # a new worker in the leased slot
+    wait_until(lambda: all(service.worker_pids) and len(service.worker_pids) == 2, "it grew")
+    (tmp_path / "after").touch()
+    assert service.queue_request("after").get_result(timeout=60)[0] == "after"
+    assert service.stats().worker_restarts == 0
+
+
+def test_aborts_right_after_the_send_leave_the_next_lone_request_prompt(make_service):
+    service = make_service(Echo, parallel_workers=1, max_retries=0)
+    for i in range(30):
+        service.queue_request(f"a{i}").abort()
+        wait_until(lambda: service.stats().running == 0, "the aborted request ended")
+        # Slow only if a cancelled call left a gap in Ray's queue for the worker (30 s).
+        assert service.queue_request(f"b{i}").get_result(timeout=20) == f"b{i} processed."
+    assert service.stats().worker_restarts == 0
+
+
+def test_a_fast_path_request_under_a_dying_coordinator_is_run_again_uncharged(
+    make_service, tmp_path
+):
+    import ray
+
+    service = make_service(
+        Gates, processor_class_init_args=(str(tmp_path),), parallel_workers=1, max_retries=0
+    )
+    (worker,) = service.worker_pids
+    held = service.queue_request("held")
+    wait_until(lambda: "start held" in gate_log(tmp_path), "the request started")
+    ray.kill(service._coordinator)  # its workers die with it
+    wait_until(lambda: not _alive(worker), "the worker died with its coordinator")
+    (tmp_path / "held").touch()
+    assert held.get_result(timeout=120)[0] == "held"  # as the usual way: handed back, rerun
+    assert service.queue_request("free-after").get_result(timeout=60)[0] == "free-after"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

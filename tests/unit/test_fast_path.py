@@ -57,14 +57,14 @@ def test_a_request_that_ended_unprocessed_is_reported_finished_but_not_processed
 
 def test_a_death_under_a_request_loses_the_lease_and_travels_with_its_next_submit_once():
     fast = FastPath("c", allowed=True)
-    fast.lease = Lease(3, actor=None)
+    fast.lease = Lease(3, actor=None, pid=4321)
     lone = running(fast, 9)
     fast.ended(lone, None, now=1.0)
     fast.failed(lone, died=True)
     assert fast.lease is None and fast.lease_wanted
     other = promise(10)
     assert fast.deaths_among([other]) is None
-    assert fast.deaths_among([other, lone]) == [FastPathRun(3, 9)]
+    assert fast.deaths_among([other, lone]) == [FastPathRun(3, 9, pid=4321)]
     assert fast.deaths_among([lone]) is None  # told once
 
 
