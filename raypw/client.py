@@ -525,6 +525,10 @@ class Client:
                 and not self._outbox
             )
             lease = self._fast.free_lease() if lone else None
+            if lone and self._fast.allowed and self._fast.lease is None:
+                # None came back (no worker was up then, e.g. the leased one restarting):
+                # ask again, or the fast path stays off for good.
+                self._fast.lease_wanted = True
             # Phase 2 commits with a few C-level calls, in an order that leaves nothing
             # half-queued if an interrupt lands between them.
             wake = not self._outbox

@@ -444,3 +444,15 @@ def test_the_pending_tables_are_rebuilt_smaller_once_a_burst_has_drained(monkeyp
     client._settle(Outcomes([left[0]._id], ["r13!"], {}))
     assert client._by_id is not tables[0] and left[0].get_result(timeout=0) == "r13!"
     assert client.pending == 2
+
+
+def test_a_lone_request_without_a_lease_asks_for_one_again():
+    # The last renewal came back empty (no worker was up): without asking again the fast
+    # path would stay off for the client's life.
+    client = Client(coordinator=None, direct=True)
+    client._open = True
+    (lone,) = client.queue(["lone"], None)
+    assert client._fast.lease_wanted and lone in client._outbox  # the usual way meanwhile
+    client._fast.lease_wanted = False
+    client.queue(["second"], None)  # not lone: one is pending
+    assert not client._fast.lease_wanted
