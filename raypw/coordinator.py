@@ -63,6 +63,28 @@ POLL_SECONDS = 2.0
 KILLED_WORKER_DEATHS = 10
 
 
+# The coordinator's young-generation GC threshold (CPython's default: 700). See _tune_gc.
+GC_THRESHOLD = 10_000
+
+
+def _tune_gc() -> None:
+    """Makes the garbage collector cheap in this process, which is raypw's own.
+
+    Every queued request is a few objects the collector tracks, and with the default
+    thresholds it spent about a quarter of the coordinator's time (1 s over 300,000 no-op
+    requests, nine full collections of ~80 ms). What exists once the coordinator is up
+    (Ray's, pydantic's and raypw's module objects) is frozen out of every collection, and
+    young collections come every GC_THRESHOLD allocations. Measured (benchmarks.controls'
+    service, 4 rounds each): 66-79k -> 82-95k requests/s plain, 64-68k -> 71-79k with
+    priorities and deadlines.
+    """
+    import gc
+
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_THRESHOLD, older, oldest)
+
+
 class WorkerRestartedError(RuntimeError):
     """A call meant for a worker's process reached the one Ray started in its place: the
     process the batch went to died."""
@@ -166,6 +188,7 @@ class Coordinator:
                 raise
             raise error from exc
         self._pids = list(pids)
+        _tune_gc()
         self._act(self._scheduler.workers_started())
         self._spawn(self._forget_silent_clients())
         if self._config.autoscale is not None:
