@@ -154,9 +154,8 @@ class _Worker:
         self._skips: dict[int, set[int]] = {}  # batch id -> positions to skip
         self._finished: collections.deque[int] = collections.deque(maxlen=_RECENT_BATCHES)
         self._outboxes: dict[int, _Outbox] = {}  # batch id -> its outcomes not yet taken
-        # The fast path: the request id of the direct() call running now (0: none), those
-        # that began lately, and those to skip when their call comes.
-        self._direct_now = 0
+        # The fast path: the request ids of the direct() calls that began lately (the one
+        # running now too), and those to skip when their call comes.
         self._direct_began: collections.deque[int] = collections.deque(maxlen=_RECENT_BATCHES)
         self._direct_skips: set[int] = set()
 
@@ -265,17 +264,12 @@ class _Worker:
             if request_id in self._direct_skips:
                 self._direct_skips.discard(request_id)
                 return None
-            self._direct_now = request_id
             self._direct_began.append(request_id)
         started = time.perf_counter()
-        try:
-            if self._vectorised:
-                result, error = self._process_one(self._process_alone, carried, "process_batch")
-            else:
-                result, error = self._process_one(self._processor.process, carried)
-        finally:
-            with self._lock:
-                self._direct_now = 0
+        if self._vectorised:
+            result, error = self._process_one(self._process_alone, carried, "process_batch")
+        else:
+            result, error = self._process_one(self._processor.process, carried)
         return DirectOutcome(result, error, time.perf_counter() - started)
 
     @ray.method(concurrency_group="control")
@@ -288,7 +282,7 @@ class _Worker:
         client to this worker then waits 30 s for its sequence number, and fails.
         """
         with self._lock:
-            if request_id == self._direct_now or request_id in self._direct_began:
+            if request_id in self._direct_began:
                 return False
             self._direct_skips.add(request_id)
             return True
