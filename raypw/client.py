@@ -525,10 +525,6 @@ class Client:
                 and not self._outbox
             )
             lease = self._fast.free_lease() if lone else None
-            if lone and self._fast.allowed and self._fast.lease is None:
-                # None came back (no worker was up then, e.g. the leased one restarting):
-                # ask again, or the fast path stays off for good.
-                self._fast.lease_wanted = True
             # Phase 2 commits with a few C-level calls, in an order that leaves nothing
             # half-queued if an interrupt lands between them.
             wake = not self._outbox
@@ -844,7 +840,7 @@ class Client:
             if direct and if_unstarted:
                 return False  # sent to an idle worker itself: it has most likely started
             direct_ref = self._fast.ref if direct else None
-            direct_actor = self._fast.actor
+            went_to = self._fast.went_to
             sent = promise._sent_in > 0
             if not (sent and if_unstarted):
                 self._forget(promise)
@@ -852,12 +848,12 @@ class Client:
         if sent and if_unstarted:
             return self._abort_if_unstarted(promise)
         self._deliver(notes)
-        if direct_ref is not None:
+        if direct_ref is not None and went_to is not None:
             try:
                 # Withdrawn by the worker if not begun; a running one is cancelled (which a
                 # processor can observe). Never ray.cancel before it began: see skip_direct.
                 withdrawn = ray.get(
-                    direct_actor.skip_direct.remote(promise._id), timeout=_ABORT_TIMEOUT
+                    went_to.actor.skip_direct.remote(promise._id), timeout=_ABORT_TIMEOUT
                 )
                 if not withdrawn:
                     ray.cancel(direct_ref)

@@ -39,9 +39,8 @@ class FastPath:
         lease_wanted: The sender should ask the coordinator for a (new) lease.
         promise: The lone request running on the leased worker (at most one at a time).
         ref: The ``ObjectRef`` of its call.
-        worker: Its worker's slot.
-        pid: Its worker's process id (0: not known).
-        actor: Its worker's actor handle.
+        went_to: The lease the last fast-path request went to (its worker's slot, actor
+            handle and process id), kept after it ended, for its death if it died.
         sent: Requests that took the fast path.
         died: Request id -> the run (slot and process), for fast-path requests whose worker
             died under them, until they are sent the usual way.
@@ -51,18 +50,16 @@ class FastPath:
         "_reserved_for",
         "_since",
         "_unreported",
-        "actor",
         "allowed",
+        "client",
         "died",
         "lease",
         "lease_wanted",
-        "pid",
         "promise",
         "ref",
         "report_at",
         "sent",
-        "worker",
-        "client",
+        "went_to",
     )
 
     def __init__(self, client: str, allowed: bool) -> None:
@@ -72,9 +69,7 @@ class FastPath:
         self.lease_wanted = False
         self.promise: Promise[Any] | None = None
         self.ref: Any = None
-        self.worker = 0
-        self.pid = 0
-        self.actor: Any = None
+        self.went_to: Lease | None = None
         self._since = 0.0  # when the running one was sent
         self.sent = 0
         self.died: dict[int, FastPathRun] = {}
@@ -85,14 +80,16 @@ class FastPath:
         self._reserved_for = 0  # the request a submit last reserved its worker for
 
     def free_lease(self) -> Lease | None:
-        """The lease, if no fast-path request runs now."""
+        """The lease, if no fast-path request runs now. Without one (the last renewal came
+        back empty: no worker was up, e.g. the leased one restarting), asks for one again,
+        or the fast path would stay off for good."""
+        if self.lease is None and self.allowed:
+            self.lease_wanted = True
         return self.lease if self.promise is None else None
 
     def begin(self, promise: Promise[Any], lease: Lease) -> None:
         """``promise`` goes to the leased worker (it is about to be sent)."""
-        self.worker = lease.worker
-        self.pid = lease.pid
-        self.actor = lease.actor
+        self.went_to = lease
         self.promise = promise
 
     def sent_as(self, ref: Any, now: float) -> None:
@@ -108,7 +105,7 @@ class FastPath:
         if promise is None:
             return None
         self._reserved_for = promise._id
-        return FastPathRun(self.worker, promise._id, self.pid)
+        return self._run(promise)
 
     def deaths_among(self, promises: list[Promise[Any]]) -> list[FastPathRun] | None:
         """The deaths on the fast path of these requests (about to be sent), taken out of
@@ -133,7 +130,13 @@ class FastPath:
         its worker's death counted against its retries)."""
         self.lose_lease()
         if died:
-            self.died[promise._id] = FastPathRun(self.worker, promise._id, self.pid)
+            self.died[promise._id] = self._run(promise)
+
+    def _run(self, promise: Promise[Any]) -> FastPathRun:
+        """``promise``, a fast-path request, and where it went, for the coordinator."""
+        went_to = self.went_to
+        assert went_to is not None  # begin() came first
+        return FastPathRun(went_to.worker, promise._id, went_to.pid)
 
     def ended(self, promise: Promise[Any], outcome: DirectOutcome | None, now: float) -> bool:
         """Adds a fast-path request that ended on its worker (``outcome``: processed; None:

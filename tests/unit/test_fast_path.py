@@ -26,7 +26,7 @@ def test_the_lease_is_free_only_while_no_fast_path_request_runs():
     assert fast.free_lease() is None  # none lent yet
     fast.lease = Lease(1, actor=None)
     first = running(fast, 7)
-    assert fast.free_lease() is None and fast.worker == 1 and fast.sent == 1
+    assert fast.free_lease() is None and fast.went_to == fast.lease and fast.sent == 1
     fast.ended(first, DirectOutcome("ok", None, 0.01), now=1.0)
     assert fast.free_lease() is fast.lease and fast.promise is None
 
