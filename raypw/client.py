@@ -8,7 +8,8 @@
                                                                  and bytes in flight; each
                                                                  with its seconds left)
                         fails requests whose deadline passes while still in the outbox
-      collector thread: ray.wait(num_returns=1) over the pending poll's ref
+      collector thread: waits on the pending poll's future (Ray's thread completes it: no
+                        Ray call while idle, so a ray.shutdown() elsewhere cannot race one)
                         news --> Outcomes: settle those promises at once
                                  Failed / TimedOut: fail those promises
                                  Closed / Forgotten: close, or connect again
@@ -35,6 +36,7 @@ import time
 import types
 import uuid
 from collections.abc import Callable, Hashable, Iterable, Mapping
+from concurrent import futures
 from concurrent.futures import Future
 from typing import Any, Literal, cast, overload
 
@@ -1065,25 +1067,26 @@ class Client:
             self._end_for_ray_shutdown()
 
     def _collect(self) -> None:
-        import ray
-
-        poll = self._coordinator.poll.remote(self.client_id)
+        # The poll's answer is waited for on its future, which Ray's own thread completes:
+        # waiting calls no Ray API. A call into Ray from this thread while ray.shutdown()
+        # runs elsewhere can end the whole process (Ray's core worker quick-exits when asked
+        # after its shutdown), so this thread calls Ray only when there is news.
+        answer = self._coordinator.poll.remote(self.client_id).future()
         while True:
             if self._ray_gone():
                 return
-            ready, _ = ray.wait([poll], num_returns=1, timeout=1.0)
-            if not ready:
+            if not futures.wait([answer], timeout=1.0).done:
                 if self._stopped:
                     return
                 continue
             if self._ray_gone():  # the poll ended because Ray did
                 return
             try:
-                news: list[News] = ray.get(poll)
+                news: list[News] = answer.result()
             except Exception as exc:
                 if self._stopped or not self._recover(exc):
                     return
-                poll = self._coordinator.poll.remote(self.client_id)
+                answer = self._coordinator.poll.remote(self.client_id).future()
                 continue
             if self._stopped and not any(isinstance(n, Outcomes | Failed) for n in news):
                 return
@@ -1096,7 +1099,7 @@ class Client:
                 return
             # Asked again after settling: news meanwhile waits at the coordinator, and a
             # lone result is not delayed by the cost of the next call.
-            poll = self._coordinator.poll.remote(self.client_id)
+            answer = self._coordinator.poll.remote(self.client_id).future()
 
     def _ray_gone(self) -> bool:
         """True, with the pending promises aborted, once ray.shutdown() ran here: asked

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
+import ray
+
+from tests.integration.conftest import processed
+from tests.integration.processors import Recorder
 from tests.programs import run_program
 
 
@@ -16,3 +23,32 @@ def test_ray_shutdown_before_stop_aborts_every_pending_promise_and_stop_returns(
         e == "done" or e.endswith("was aborted: Ray was shut down in this program") for e in ended
     )
     assert not report["ray_again"]  # stop() did not start a new local Ray to reach the old one
+
+
+def test_the_collector_calls_no_ray_api_while_it_waits_for_news(
+    make_service, tmp_path, monkeypatch
+):
+    # Ray's core worker ends the whole process when a thread calls into it while
+    # ray.shutdown() runs in another (CI saw the program above die so). The collector woke
+    # every second in ray.wait(), freeing the refs it returned: a call at any moment.
+    calls: list[str] = []
+    for name in ("wait", "get"):
+        real = getattr(ray, name)
+
+        def spy(*args, _real=real, _name=name, **kwargs):
+            if threading.current_thread().name == "raypw-collector":
+                calls.append(_name)
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(ray, name, spy)
+    log, gate = tmp_path / "log", tmp_path / "gate"
+    service = make_service(
+        Recorder, parallel_workers=1, processor_class_init_args=(str(log), "", str(gate))
+    )
+    promises = service.queue_requests(["a", "b"])
+    while not processed(log):
+        time.sleep(0.05)
+    time.sleep(2.5)  # the old collector woke twice in this while the request ran
+    gate.touch()
+    assert [p.get_result(timeout=60)["request"] for p in promises] == ["a", "b"]
+    assert calls == []
