@@ -93,7 +93,7 @@ class _Outbox:
                 self._cond.notify()
 
     def finish(self, skipped: tuple[int, ...], failure: BaseException | None = None) -> None:
-        """The batch is over; ``failure``: what ended it early (raypw's own bug, sys.exit)."""
+        """The batch is over; ``failure``: what ended it early (a bug of raypw's)."""
         with self._cond:
             self._finished = True
             self._skipped = skipped
@@ -187,7 +187,7 @@ class _Worker:
                 self._run_vectorised(batch, skip, outbox)
             else:
                 self._run_each(batch, skip, outbox)
-        except BaseException as exc:  # raypw's own failure, or sys.exit() in process()
+        except BaseException as exc:  # raypw's own failure (process() errors end at _process_one)
             failure = exc
             raise
         finally:
@@ -250,6 +250,8 @@ class _Worker:
             value = process(request)
         except Exception as exc:  # the user's error goes to this request only
             return None, self._error(exc, name)
+        except BaseException as exc:  # sys.exit(), KeyboardInterrupt: this request only too
+            return None, self._base_error(exc, name)
         try:
             return dump(value), None
         except Exception as exc:
@@ -311,6 +313,11 @@ class _Worker:
             for position in positions:
                 outbox.add(position, None, error, 0.0)
             return
+        except BaseException as exc:  # sys.exit(), KeyboardInterrupt
+            error = self._base_error(exc, "process_batch")
+            for position in positions:
+                outbox.add(position, None, error, 0.0)
+            return
         each = (time.perf_counter() - started) / max(len(positions), 1)
         for position, value in zip(positions, values, strict=True):
             try:
@@ -320,6 +327,20 @@ class _Worker:
 
     def _error(self, exc: Exception, function_name: str) -> Pickled:
         return _remote_error(exc, f"{self._name}.{function_name}")
+
+    def _base_error(self, exc: BaseException, function_name: str) -> Pickled:
+        """The error of a request whose ``process()`` raised a BaseException that is not an
+        Exception (``sys.exit()``, ``KeyboardInterrupt``): a :class:`~raypw.RemoteError`
+        naming it, as ``concurrent.futures`` keeps its worker then. The worker goes on, and
+        the caller's ``get_result()`` raises an ``Exception``, so it cannot end the caller."""
+        cls = type(exc)
+        error_type = f"{cls.__module__}.{cls.__qualname__}"
+        error = RemoteError(
+            f"{self._name}.{function_name} raised {error_type}: {exc!r}; the request failed "
+            f"and the worker goes on\n\nRemote traceback:\n{traceback.format_exc()}",
+            error_type=error_type,
+        )
+        return Pickled(pickle.dumps(error, protocol=5))
 
     @ray.method(concurrency_group="control")
     def skip(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -15,7 +16,8 @@ class Recorder(Processor):
     """Sleeps as asked, logs each request it processes, and says who processed it.
 
     Requests are strings ``"name"`` or ``"name:seconds"``, or dicts with ``"name"`` and
-    optional ``"seconds"``; the name ``"fail"`` raises ValueError. With a ``gate`` path, each
+    optional ``"seconds"``; the name ``"fail"`` raises ValueError, ``"exit"`` calls
+    ``sys.exit(3)`` and ``"interrupt"`` raises KeyboardInterrupt. With a ``gate`` path, each
     request, once logged, waits until that file exists.
     """
 
@@ -47,6 +49,10 @@ class Recorder(Processor):
             time.sleep(float(seconds))
         if name == "fail":
             raise ValueError(f"cannot process {request}")
+        if name == "exit":
+            sys.exit(3)
+        if name == "interrupt":
+            raise KeyboardInterrupt(f"interrupted in {request}")
         return {
             "request": request,
             "pid": self.pid,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from raypw import PromiseSet
+from raypw import PromiseSet, RemoteError
 from tests.integration.processors import Recorder
 
 
@@ -31,3 +31,28 @@ def test_worker_keeps_serving_after_errors(make_service):
     after = service.queue_request("after").get_result(timeout=30)
     assert after["pid"] == service.worker_pids[0]
     assert after["built"] == 1
+
+
+def test_sys_exit_or_keyboard_interrupt_in_process_fails_only_its_request_on_both_paths(
+    make_service,
+):
+    service = make_service(Recorder, parallel_workers=1)
+    pid = service.worker_pids[0]
+    # A lone request on an idle pool (the fast path).
+    alone = service.queue_request("exit")
+    with pytest.raises(RemoteError, match="SystemExit") as caught:
+        alone.get_result(timeout=60)
+    assert caught.value.error_type == "builtins.SystemExit"
+    # The same among others, in batches.
+    names = [f"ok{i}" for i in range(40)]
+    names[10], names[30] = "exit:0.01", "interrupt"
+    promises = service.queue_requests(names)
+    PromiseSet(promises).wait_for_all(timeout=60)
+    for index, kind in ((10, "builtins.SystemExit"), (30, "builtins.KeyboardInterrupt")):
+        with pytest.raises(RemoteError) as caught:
+            promises[index].get_result()
+        assert caught.value.error_type == kind and "Recorder.process" in str(caught.value)
+    others = [p.get_result() for i, p in enumerate(promises) if i not in (10, 30)]
+    assert {(r["pid"], r["built"]) for r in others} == {(pid, 1)}  # one worker, never rebuilt
+    stats = service.stats()
+    assert stats.worker_restarts == 0 and stats.failed == 3 and stats.done == 38

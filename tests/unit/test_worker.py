@@ -102,16 +102,47 @@ def test_a_result_leaves_in_a_chunk_while_a_slow_request_behind_it_runs():
     assert [p for c in rest for p in c.positions] == [1, 2]
 
 
-def test_sys_exit_in_process_ends_the_batch_with_it():
-    class Quitter(Processor):
-        def process(self, request):
-            raise SystemExit(3)
+class Quitter(Processor):
+    """Ends ``process()`` with a BaseException that is not an Exception, by request."""
 
+    def process(self, request):
+        if request == "exit":
+            raise SystemExit(3)
+        if request == "interrupt":
+            raise KeyboardInterrupt
+        return request
+
+
+class BatchQuitter(Processor):
+    def process_batch(self, requests):
+        raise SystemExit(4)
+
+
+def test_sys_exit_or_keyboard_interrupt_in_process_fails_only_that_request():
     worker = _Worker(Quitter, (), {})
-    with pytest.raises(SystemExit):
-        worker.run(WorkBatch(0, ["x"]))
-    with pytest.raises(RuntimeError, match="SystemExit"):
-        worker.outcomes(0)
+    chunks, outcomes = run(worker, 0, ["a", "exit", "b", "interrupt", "c"])
+    assert [outcomes[i] for i in (0, 2, 4)] == ["a", "b", "c"]
+    assert chunks[-1].final and chunks[-1].skipped == ()
+    for position, kind in ((1, "builtins.SystemExit"), (3, "builtins.KeyboardInterrupt")):
+        error = outcomes[position]
+        assert isinstance(error, RemoteError) and error.error_type == kind
+        assert "Quitter.process" in str(error) and "worker goes on" in str(error)
+    # The worker took the next batch as usual.
+    assert run(worker, 1, ["d"])[1] == {0: "d"}
+
+
+def test_sys_exit_in_process_batch_fails_its_requests_only():
+    worker = _Worker(BatchQuitter, (), {})
+    _, outcomes = run(worker, 0, ["a", "b"])
+    assert all(isinstance(e, RemoteError) for e in outcomes.values()) and len(outcomes) == 2
+    assert outcomes[0].error_type == "builtins.SystemExit"
+
+
+def test_sys_exit_in_a_direct_call_fails_it_with_the_same_error_as_in_a_batch():
+    outcome = _Worker(Quitter, (), {}).direct(dump("exit"), request_id=1)
+    assert outcome is not None and outcome.result is None
+    error = load(outcome.error)
+    assert isinstance(error, RemoteError) and error.error_type == "builtins.SystemExit"
 
 
 def test_an_unpicklable_result_fails_only_its_request():
