@@ -126,7 +126,7 @@ def test_recycling_on_a_wide_pool_never_lets_a_worker_pass_the_limit(make_servic
         processor_class_init_args=(str(log_file),),
         max_requests_per_worker=7,
     )
-    requests = [f"r{i}:0.002" for i in range(100)]
+    requests = [f"r{i}:0.002" for i in range(40)]
     results = [p.get_result(timeout=120) for p in service.queue_requests(requests)]
     assert [r["request"] for r in results] == requests
     assert sorted(processed(log_file)) == sorted(requests)
