@@ -481,7 +481,7 @@ class Coordinator:
         self._pids[index] = 0
         try:
             await self._add_worker(index)
-        except BaseException as exc:
+        except Exception as exc:  # not CancelledError: shutdown() ends a replacement quietly
             logger.error("raypw could not replace recycled worker %d: %s", index, exc)
 
     async def _export_metrics(self, metrics: ServiceMetrics) -> None:

@@ -85,3 +85,30 @@ def test_a_service_exports_metrics_tagged_with_its_name_unless_told_not_to():
     assert named._metrics._latency_seconds.info["default_tags"]["service"] == "thumbs"
     quiet = Coordinator(Nothing, ServiceConfig(parallel_workers=1, metrics=False), {})
     assert quiet._metrics is None
+
+
+def test_a_recycling_cut_short_by_shutdown_logs_no_error(monkeypatch, caplog):
+    import ray
+
+    coordinator = Coordinator(Nothing, ServiceConfig(parallel_workers=1), {})
+    coordinator._workers, coordinator._pids = [object()], [1]
+    killed: list[object] = []
+    monkeypatch.setattr(ray, "kill", lambda actor, no_restart=True: killed.append(actor))
+    replacing = asyncio.Event()
+
+    async def add_worker(index: int) -> None:  # the new worker never comes up
+        replacing.set()
+        await asyncio.Event().wait()
+
+    coordinator._add_worker = add_worker  # type: ignore[method-assign]
+
+    async def main() -> None:
+        task = asyncio.get_running_loop().create_task(coordinator._recycle(0))
+        await asyncio.wait_for(replacing.wait(), timeout=30)
+        task.cancel()  # what shutdown() does to the coordinator's tasks
+        await asyncio.gather(task, return_exceptions=True)
+
+    with caplog.at_level("ERROR", logger="raypw"):
+        asyncio.run(main())
+    assert len(killed) == 1 and coordinator._pids == [0]
+    assert [r.getMessage() for r in caplog.records] == []
