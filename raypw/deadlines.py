@@ -21,7 +21,15 @@ import math
 from collections.abc import Callable, Iterator, Set
 from typing import Any
 
-__all__ = ["EARLIEST", "MIN_COMPACT", "OVER_LIMIT", "TICK_SECONDS", "DeadlineBook", "DeadlineRuns"]
+__all__ = [
+    "EARLIEST",
+    "MIN_COMPACT",
+    "OVER_LIMIT",
+    "TICK_SECONDS",
+    "DeadlineBook",
+    "DeadlineRuns",
+    "round_up_to_tick",
+]
 
 # The book is compacted once it holds more than twice the waiters it held after the last
 # compaction, and at least this many.
@@ -183,7 +191,7 @@ class DeadlineRuns:
         lane = self._lane
         heap = self._heap
         if math.isfinite(deadline):
-            deadline = -(-deadline // TICK_SECONDS) * TICK_SECONDS  # up: never early
+            deadline = round_up_to_tick(deadline)
         if lane and deadline == lane[-3] and first == lane[-2] + lane[-1]:
             lane[-1] += count  # one store: an interrupt leaves no half
             return OVER_LIMIT if len(lane) + 3 * len(heap) > self._slots_limit else 0
@@ -238,6 +246,17 @@ class DeadlineRuns:
         """Every run held, (deadline, first id, count), earliest first (ties: the deque's
         first)."""
         return sorted([*_triples(self._lane), *self._heap], key=lambda run: run[0])
+
+
+def round_up_to_tick(deadline: float) -> float:
+    """The earliest multiple of :data:`TICK_SECONDS` (as a float) not before ``deadline``.
+
+    A deadline that is such a multiple already stays as it is, so rounding twice changes
+    nothing (ceiling division alone moved about half of them one tick later).
+    """
+    ticks = round(deadline / TICK_SECONDS)
+    rounded = ticks * TICK_SECONDS
+    return rounded if rounded >= deadline else (ticks + 1) * TICK_SECONDS
 
 
 def _triples(lane: collections.deque[Any]) -> Iterator[tuple[float, int, int]]:

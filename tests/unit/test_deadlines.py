@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from raypw.deadlines import (
@@ -11,6 +13,7 @@ from raypw.deadlines import (
     TICK_SECONDS,
     DeadlineBook,
     DeadlineRuns,
+    round_up_to_tick,
 )
 
 
@@ -149,3 +152,21 @@ def test_deadline_runs_keep_only_live_runs_in_order():
     runs.keep(lambda first, count: first % 2 == 0)
     assert runs.runs() == [(0.5, 4, 1), (2.0, 2, 1)]
     assert runs.pop_due(10.0) == [(4, 1), (2, 1)]
+
+
+def test_rounding_to_the_tick_is_never_early_never_a_tick_late_and_idempotent():
+    rng = random.Random(11)
+    clocks = [rng.uniform(0, 1e6) for _ in range(20_000)] + [k * TICK_SECONDS for k in range(5000)]
+    for deadline in clocks:
+        rounded = round_up_to_tick(deadline)
+        assert rounded >= deadline  # never early
+        assert rounded - deadline < TICK_SECONDS * (1 + 1e-6)  # the earliest tick, not the next
+        assert round_up_to_tick(rounded) == rounded  # rounding again changes nothing
+
+
+def test_a_run_due_on_a_tick_keeps_that_deadline_and_a_run_continuing_it_extends_it():
+    runs = DeadlineRuns()
+    on_tick = 9 * TICK_SECONDS  # ceiling division made it 10 ticks
+    runs.add(on_tick, 1, 2)
+    runs.add(on_tick, 3, 1)
+    assert runs.runs() == [(on_tick, 1, 3)]
