@@ -248,10 +248,8 @@ class _Worker:
             return None, _cannot_travel("request", "be rebuilt in the worker", exc)
         try:
             value = process(request)
-        except Exception as exc:  # the user's error goes to this request only
+        except BaseException as exc:  # the user's error (sys.exit() too) is this request's only
             return None, self._error(exc, name)
-        except BaseException as exc:  # sys.exit(), KeyboardInterrupt: this request only too
-            return None, self._base_error(exc, name)
         try:
             return dump(value), None
         except Exception as exc:
@@ -308,13 +306,8 @@ class _Worker:
                 raise ValueError(
                     f"process_batch returned {len(values)} results for {len(positions)} requests"
                 )
-        except Exception as exc:
+        except BaseException as exc:  # sys.exit() too: these requests' error, not the worker's
             error = self._error(exc, "process_batch")
-            for position in positions:
-                outbox.add(position, None, error, 0.0)
-            return
-        except BaseException as exc:  # sys.exit(), KeyboardInterrupt
-            error = self._base_error(exc, "process_batch")
             for position in positions:
                 outbox.add(position, None, error, 0.0)
             return
@@ -325,22 +318,8 @@ class _Worker:
             except Exception as exc:
                 outbox.add(position, None, _cannot_travel("result", "be pickled", exc), each)
 
-    def _error(self, exc: Exception, function_name: str) -> Pickled:
+    def _error(self, exc: BaseException, function_name: str) -> Pickled:
         return _remote_error(exc, f"{self._name}.{function_name}")
-
-    def _base_error(self, exc: BaseException, function_name: str) -> Pickled:
-        """The error of a request whose ``process()`` raised a BaseException that is not an
-        Exception (``sys.exit()``, ``KeyboardInterrupt``): a :class:`~raypw.RemoteError`
-        naming it, as ``concurrent.futures`` keeps its worker then. The worker goes on, and
-        the caller's ``get_result()`` raises an ``Exception``, so it cannot end the caller."""
-        cls = type(exc)
-        error_type = f"{cls.__module__}.{cls.__qualname__}"
-        error = RemoteError(
-            f"{self._name}.{function_name} raised {error_type}: {exc!r}; the request failed "
-            f"and the worker goes on\n\nRemote traceback:\n{traceback.format_exc()}",
-            error_type=error_type,
-        )
-        return Pickled(pickle.dumps(error, protocol=5))
 
     @ray.method(concurrency_group="control")
     def skip(
@@ -385,12 +364,20 @@ def _cannot_travel(what: str, verb: str, exc: BaseException) -> Pickled:
     return Pickled(pickle.dumps(error, protocol=5))
 
 
-def _remote_error(exc: Exception, function_name: str) -> Pickled:
+def _remote_error(exc: BaseException, function_name: str) -> Pickled:
     """Wraps ``exc`` with its traceback, so the client re-raises it as the user's own class;
-    if it could not be rebuilt there, as :class:`~raypw.RemoteError` with its text."""
+    if it could not be rebuilt there, as :class:`~raypw.RemoteError` with its text.
+
+    A BaseException that is not an Exception (``sys.exit()``, ``KeyboardInterrupt``) always
+    travels as a :class:`~raypw.RemoteError`: the worker goes on (as in
+    ``concurrent.futures``), and the caller's ``get_result()`` raises an Exception, which
+    cannot end the caller's program.
+    """
     from ray.exceptions import RayTaskError
 
     text = traceback.format_exc()
+    if not isinstance(exc, Exception):
+        return _as_remote_error(exc, function_name, "the request failed; the worker goes on", text)
     error = RayTaskError(  # type: ignore[no-untyped-call]
         function_name,
         text,
@@ -405,14 +392,20 @@ def _remote_error(exc: Exception, function_name: str) -> Pickled:
         assert isinstance(carried, Pickled)
         return carried
     except Exception as problem:
-        cls = type(exc)
-        fallback = RemoteError(
-            f"{function_name} raised {cls.__module__}.{cls.__qualname__}: {exc}\n"
-            f"(the exception itself could not be sent back: {type(problem).__name__}: "
-            f"{problem})\n\nRemote traceback:\n{text}",
-            error_type=f"{cls.__module__}.{cls.__qualname__}",
-        )
-        return Pickled(pickle.dumps(fallback, protocol=5))
+        why = f"the exception itself could not be sent back: {type(problem).__name__}: {problem}"
+        return _as_remote_error(exc, function_name, why, text)
+
+
+def _as_remote_error(exc: BaseException, function_name: str, why: str, text: str) -> Pickled:
+    """``exc`` as a :class:`~raypw.RemoteError` with its class name, text, ``why`` it came
+    as one, and the remote traceback ``text``."""
+    cls = type(exc)
+    error_type = f"{cls.__module__}.{cls.__qualname__}"
+    error = RemoteError(
+        f"{function_name} raised {error_type}: {exc}\n({why})\n\nRemote traceback:\n{text}",
+        error_type=error_type,
+    )
+    return Pickled(pickle.dumps(error, protocol=5))
 
 
 def _node_ip() -> str:
