@@ -117,6 +117,7 @@ def test_queue_requests_without_keeping_promises_holds_only_the_pending_ones(mak
     ended: weakref.WeakSet = weakref.WeakSet()  # promises whose callback ran, while alive
     results: list[str] = []
     most_alive = 0
+    total = 1000
 
     def save(promise):
         ended.add(promise)
@@ -124,14 +125,14 @@ def test_queue_requests_without_keeping_promises_holds_only_the_pending_ones(mak
 
     def requests():
         nonlocal most_alive
-        for i in range(1000):
+        for i in range(total):
             most_alive = max(most_alive, len(ended))
             yield f"r{i}"
 
     taken = service.queue_requests(requests(), save, keep_promises=False)
-    assert taken == 1000
-    wait_until(lambda: len(results) == 1000, "every callback ran")
-    assert sorted(results) == sorted(f"r{i} processed." for i in range(1000))
+    assert taken == total
+    wait_until(lambda: len(results) == total, "every callback ran")
+    assert sorted(results) == sorted(f"r{i} processed." for i in range(total))
     assert most_alive <= 3 * 40  # bounded by max_queued, not by the 1,000 requests
 
 
