@@ -111,6 +111,8 @@ _ABORT_TIMEOUT = 30.0
 # A call that failed oddly waits this long for a ray.shutdown() under way to finish.
 _SHUTDOWN_GRACE = 5.0
 _RAY_SHUT_DOWN = "Ray was shut down in this program"
+# How long a client that saw ray.shutdown() begin waits for Ray's teardown to end.
+_TEARDOWN_WAIT = 30.0
 # The pending tables are rebuilt smaller only past this many entries (see _shrink_tables).
 _SHRINK_FROM = 1 << 16
 # Refs of fast-path reports sent are kept (for stats() to wait on) up to this many before
@@ -1114,7 +1116,9 @@ class Client:
 
     def _end_for_ray_shutdown(self) -> None:
         """Aborts what is pending, saying Ray was shut down here (unless the client stopped
-        first: stop() ends its promises itself)."""
+        first: stop() ends its promises itself), once Ray's shutdown is over: the refs this
+        thread and the promises hold may only be dropped then."""
+        _wait_for_core_worker_teardown(_TEARDOWN_WAIT)
         if not self._stopped:
             self._close_from_service(_RAY_SHUT_DOWN)
 
@@ -1360,9 +1364,9 @@ def _rebuild_error(carried: Any, request: Any) -> BaseException:
 def _ray_shutting_down(grace: float) -> bool:
     """True if ``ray.shutdown()`` runs or ran in this program, told from a failed call.
 
-    ``ray.is_initialized()`` turns False only at the end of a shutdown, and calls fail in
-    odd ways before that; so a call that failed with anything but an actor's death waits up
-    to ``grace`` seconds for Ray to say it is shut down.
+    ``ray.is_initialized()`` turns False only once Ray has stopped its own threads, and
+    calls fail in odd ways before that; so a call that failed with anything but an actor's
+    death waits up to ``grace`` seconds for Ray to say it is shut down.
     """
     import ray
     from ray.util.client import ray as ray_client
@@ -1375,6 +1379,24 @@ def _ray_shutting_down(grace: float) -> bool:
             return False
         time.sleep(0.05)
     return True
+
+
+def _wait_for_core_worker_teardown(timeout: float) -> None:
+    """Waits, up to ``timeout`` seconds, for a ``ray.shutdown()`` under way here to be over.
+
+    Ray says it is shut down (``ray.is_initialized()`` False) before it tears down its core
+    worker, and ends the whole process if an ``ObjectRef`` is dropped in between (its
+    destructor calls the core worker that is gone). A thread that saw Ray go keeps its refs
+    until Ray has let go of the core worker, or connected again.
+    """
+    import ray
+
+    worker = ray._private.worker.global_worker
+    until = time.monotonic() + timeout
+    while hasattr(worker, "core_worker") and not worker.connected:
+        if time.monotonic() >= until:
+            return
+        time.sleep(0.02)
 
 
 def _abort_message(client: str, epoch: int, promises: list[Promise[Any]]) -> Abort:

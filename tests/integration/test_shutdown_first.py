@@ -52,3 +52,14 @@ def test_the_collector_calls_no_ray_api_while_it_waits_for_news(
     gate.touch()
     assert [p.get_result(timeout=60)["request"] for p in promises] == ["a", "b"]
     assert calls == []
+
+
+def test_raypw_lets_go_of_its_refs_only_after_ray_tore_its_core_worker_down():
+    # Ray ends the whole process when an ObjectRef is dropped after its core worker was torn
+    # down and before ray.shutdown() lets go of it (CI saw the program above die so): the
+    # collector, woken by the teardown, aborted its promises and dropped its poll's ref.
+    report, _ = run_program("tests.integration.shutdown_slow_teardown", timeout=240)
+    assert report["late_calls"] == []
+    assert report["ended_before_teardown"] == 0
+    assert len(report["ended"]) == 21
+    assert report["ended"][0] == "aborted"
