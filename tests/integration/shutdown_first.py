@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
@@ -23,15 +24,22 @@ from raypw import ProcessorService, PromiseAbortedError  # noqa: E402
 from tests.integration.processors import Recorder  # noqa: E402
 
 
-def main() -> None:
+def start_with_a_slow_request(others: int) -> tuple[ProcessorService[str, Any], list[Any]]:
+    """Starts Ray of its own and a one-worker service, queues a slow request and ``others``
+    behind it, and returns once the slow one has started."""
     faulthandler.dump_traceback_later(150, exit=True)  # a hang shows where, then fails
     ray.init(address="local", include_dashboard=False, num_cpus=2)  # its own, never a neighbour
     log = Path(tempfile.mkdtemp()) / "log"
     service = ProcessorService(Recorder, parallel_workers=1, processor_class_init_args=(str(log),))
     service.start()
-    promises = service.queue_requests(["slow:120", *(f"r{i}" for i in range(50))])
+    promises = service.queue_requests(["slow:120", *(f"r{i}" for i in range(others))])
     while not log.exists():  # the slow request has started
         time.sleep(0.05)
+    return service, promises
+
+
+def main() -> None:
+    service, promises = start_with_a_slow_request(50)
     ray.shutdown()
     ended = []
     for promise in promises:

@@ -14,21 +14,17 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
-import faulthandler  # noqa: E402
-
 import ray  # noqa: E402
 import ray._private.worker  # noqa: E402
 
-from raypw import ProcessorService, PromiseAbortedError  # noqa: E402
-from tests.integration.processors import Recorder  # noqa: E402
+from raypw import PromiseAbortedError  # noqa: E402
+from tests.integration.shutdown_first import start_with_a_slow_request  # noqa: E402
 
 
 class HeldTeardown:
@@ -52,14 +48,7 @@ class HeldTeardown:
 
 
 def main() -> None:
-    faulthandler.dump_traceback_later(150, exit=True)  # a hang shows where, then fails
-    ray.init(address="local", include_dashboard=False, num_cpus=2)  # its own, never a neighbour
-    log = Path(tempfile.mkdtemp()) / "log"
-    service = ProcessorService(Recorder, parallel_workers=1, processor_class_init_args=(str(log),))
-    service.start()
-    promises = service.queue_requests(["slow:120", *(f"r{i}" for i in range(20))])
-    while not log.exists():  # the slow request has started
-        time.sleep(0.05)
+    service, promises = start_with_a_slow_request(20)
     ended: list[str] = []
     ended_at: list[float] = []
 
