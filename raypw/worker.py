@@ -388,12 +388,18 @@ def _remote_error(exc: BaseException, function_name: str) -> Pickled:
     )
     try:
         carried = dump(error)
-        load(carried)  # an exception class whose __init__ needs other arguments fails here
-        assert isinstance(carried, Pickled)
-        return carried
+        rebuilt = load(carried)  # an exception class whose __init__ needs other arguments
+        assert isinstance(carried, Pickled)  # fails here
     except Exception as problem:
         why = f"the exception itself could not be sent back: {type(problem).__name__}: {problem}"
         return _as_remote_error(exc, function_name, why, text)
+    cause = getattr(rebuilt, "cause", None)
+    if type(cause) is not type(exc):
+        # Ray pickled it without its cause (an attribute of the exception cannot be pickled:
+        # a lock, a connection) and would hand over a bare RayTaskError instead.
+        why = f"the exception itself could not be sent back: {cause}"
+        return _as_remote_error(exc, function_name, why, text)
+    return carried
 
 
 def _as_remote_error(exc: BaseException, function_name: str, why: str, text: str) -> Pickled:

@@ -138,14 +138,26 @@ class TwoArgumentError(Exception):
         super().__init__(f"{code}: {text}")
 
 
+class LockedError(Exception):
+    """An exception holding an unpicklable attribute (as a database error holds its
+    connection)."""
+
+    def __init__(self, text):
+        super().__init__(text)
+        self.connection = threading.Lock()
+
+
 class Awkward(Processor):
-    """``"lock"`` returns an unpicklable object; ``"two-args"`` raises TwoArgumentError."""
+    """``"lock"`` returns an unpicklable object; ``"two-args"`` raises TwoArgumentError;
+    ``"locked"`` raises LockedError."""
 
     def process(self, request):
         if request == "lock":
             return threading.Lock()
         if request == "two-args":
             raise TwoArgumentError(7, "cannot be rebuilt")
+        if request.startswith("locked"):  # "locked#2": an equal failure, not a duplicate
+            raise LockedError("connection lost")
         return f"{request} ok"
 
 

@@ -49,6 +49,21 @@ def test_an_exception_that_cannot_be_rebuilt_fails_with_its_class_and_text(make_
     assert [promises[0].get_result(), promises[2].get_result()] == ["a ok", "b ok"]
 
 
+def test_an_exception_holding_an_unpicklable_attribute_fails_as_remote_error_on_both_paths(
+    make_service,
+):
+    service = make_service(Awkward, parallel_workers=1)
+    alone = service.queue_request("locked")  # a lone request on an idle pool: the fast path
+    with pytest.raises(RemoteError, match="LockedError: connection lost") as caught:
+        alone.get_result(timeout=60)
+    assert caught.value.error_type == "tests.integration.processors.LockedError"
+    promises = service.queue_requests(["a", "locked#2", "b"])
+    PromiseSet(promises).wait_for_all(timeout=60)
+    with pytest.raises(RemoteError, match="LockedError: connection lost"):
+        promises[1].get_result()
+    assert [promises[0].get_result(), promises[2].get_result()] == ["a ok", "b ok"]
+
+
 def test_a_request_that_cannot_be_rebuilt_fails_alone_and_the_service_serves_on(make_service):
     service = make_service(Echo, parallel_workers=2)
     promises = service.queue_requests(["a", Unrebuildable("bad"), "b"])

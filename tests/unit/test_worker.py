@@ -160,6 +160,16 @@ def test_an_exception_that_cannot_be_rebuilt_arrives_as_remote_error_with_its_te
     assert outcomes[1] == "y ok"
 
 
+def test_an_exception_with_an_unpicklable_attribute_arrives_as_remote_error_naming_its_class():
+    # Ray pickles such an exception without its cause, which would leave a bare RayTaskError.
+    _, outcomes = run(_Worker(Awkward, (), {}), 0, ["locked", "y"])
+    error = outcomes[0]
+    assert isinstance(error, RemoteError)
+    assert error.error_type.endswith("processors.LockedError")
+    assert "connection lost" in str(error) and "could not be sent back" in str(error)
+    assert outcomes[1] == "y ok"
+
+
 def test_a_request_that_cannot_be_rebuilt_in_the_worker_fails_only_itself():
     worker = _Worker(Awkward, (), {})
     carried = [Pickled(pickle.dumps(Unloadable())), "fine"]
