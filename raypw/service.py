@@ -642,6 +642,8 @@ class ProcessorService(Generic[RequestT, ResultT]):
             raise ValueError(f"parallel_workers must be at least 1, got {parallel_workers}")
         client = self._running_client()
         coordinator = self._coordinator
+        if coordinator is None or self._state is not _Lifecycle.RUNNING:
+            raise ServiceNotRunningError("the service is not running: resize() needs it running")
         client.resized(parallel_workers)
         try:
             workers: int = ray.get(coordinator.resize.remote(parallel_workers))

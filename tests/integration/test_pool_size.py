@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from raypw import ServiceStartError
+from raypw import ProcessorService, ServiceNotRunningError, ServiceStartError
 from tests.integration.conftest import processed, wait_until
 from tests.integration.processors import BreaksWhenFlagged, Gates, Recorder, gate_log
 
@@ -84,6 +84,16 @@ def test_resize_refuses_a_bad_size_naming_the_argument(make_service, log_file):
             service.resize(bad)
     assert service.stats().workers == 2
     assert service.queue_request("a").get_result(timeout=120)["request"] == "a"
+
+
+def test_resize_outside_start_and_stop_raises_service_not_running(make_service, log_file):
+    args = (str(log_file),)
+    with pytest.raises(ServiceNotRunningError, match="start"):
+        ProcessorService(Recorder, parallel_workers=1, processor_class_init_args=args).resize(2)
+    service = make_service(Recorder, parallel_workers=1, processor_class_init_args=args)
+    service.stop()
+    with pytest.raises(ServiceNotRunningError, match="not running"):
+        service.resize(2)
 
 
 def test_resize_with_a_constructor_that_fails_keeps_the_pool_working(make_service, tmp_path):
