@@ -214,6 +214,8 @@ class ProcessorService(Generic[RequestT, ResultT]):
         if cache is not None:
             fields["cache"] = cache
         self.config = ServiceConfig.model_validate(fields)
+        if processor_class_init_args:
+            _check_init_args_travel(processor_class_init_args)
         self._init_state(processor_class, key, owner=True)
 
     def _init_state(
@@ -982,6 +984,21 @@ def _check_callback(callback: object) -> None:
         raise TypeError(
             f"completed_callback must be a function taking the promise, or None; got {callback!r}"
         )
+
+
+def _check_init_args_travel(args: object) -> None:
+    """Raises naming ``processor_class_init_args`` if they cannot be pickled: each worker
+    builds its processor from its own copy, in its own process."""
+    from ray import cloudpickle
+
+    try:
+        cloudpickle.dumps(args)  # type: ignore[no-untyped-call]
+    except Exception as exc:
+        raise TypeError(
+            "processor_class_init_args must be picklable (each worker process builds its "
+            f"processor from a copy; pass what builds the object, such as a path or a URL): "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def _check_timeout(timeout: object, default: float | None) -> float | None:

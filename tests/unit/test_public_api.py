@@ -116,6 +116,23 @@ def test_service_validates_before_touching_ray():
         service.queue_request("x")
 
 
+def test_init_args_that_cannot_be_pickled_are_refused_at_construction_naming_them():
+    import threading
+
+    class P(raypw.Processor):
+        def __init__(self, make, *rest):
+            self.made = make()
+
+        def process(self, request):
+            return request
+
+    for bad in ((threading.Lock(),), {"make": threading.Lock()}, [lambda: 1, threading.Lock()]):
+        with pytest.raises(TypeError, match="processor_class_init_args must be picklable"):
+            raypw.ProcessorService(P, parallel_workers=1, processor_class_init_args=bad)
+    # What Ray can ship (a lambda, by value) passes.
+    raypw.ProcessorService(P, parallel_workers=1, processor_class_init_args=(lambda: 1,))
+
+
 def test_a_bad_timeout_is_refused_at_the_call_naming_it():
     class P(raypw.Processor):
         def process(self, request):
