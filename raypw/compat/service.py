@@ -13,6 +13,7 @@ from typing import Any
 import raypw
 from raypw.compat.promise import Callback, Promise
 from raypw.errors import ServiceNotRunningError
+from raypw.protocol import PLAIN_TYPES, dump
 
 __all__ = ["SERVICE_RUNNING", "SERVICE_STOPPED", "Processor", "ProcessorService"]
 
@@ -134,13 +135,43 @@ class ProcessorService:
             calls = [(p, cb) for p, callbacks in waiting.values() for cb in callbacks]
             for callback, run in itertools.groupby(calls, key=lambda call: call[1]):
                 promises = [p for p, _ in run]
-                queued = service.queue_requests(
-                    [p._request for p in promises], self._engine_callback(callback)
-                )
+                try:
+                    queued = service.queue_requests(
+                        [p._request for p in promises], self._engine_callback(callback)
+                    )
+                except (TypeError, ValueError):  # all or nothing: find the one refused
+                    for promise in promises:
+                        self._queue_one_waiting(service, promise, callback)
+                    continue
                 for promise, inner in zip(promises, queued, strict=True):
                     if promise._promise is None:
                         self._wrappers[id(inner)] = promise
                         promise._bind(inner)
+
+    def _queue_one_waiting(
+        self, service: raypw.ProcessorService[Any, Any], promise: Promise, callback: Callback | None
+    ) -> None:
+        """Queues one request kept while stopped; one the service refuses (its ``__eq__``
+        raised against a pending one, say) ends as aborted, with the error logged, so that
+        it neither stays pending nor keeps the others from running. Call with the lock held."""
+        try:
+            inner = service.queue_request(promise._request, self._engine_callback(callback))
+        except (TypeError, ValueError) as exc:
+            request = promise._request
+            logger.error("request %.80r, queued before start(), was refused: %s", request, exc)
+            if promise._promise is None:
+                aborted: raypw.Promise[Any] = raypw.Promise(promise._request)
+                aborted.abort()
+                promise._bind(aborted)
+            if callback is not None:
+                try:
+                    callback(promise)
+                except Exception:
+                    logger.exception("completed_callback %r raised for %r", callback, promise)
+            return
+        if promise._promise is None:
+            self._wrappers[id(inner)] = promise
+            promise._bind(inner)
 
     def stop(self, wait_for_finish: bool = True) -> None:
         """Stops the workers. Safe to call more than once, and before :meth:`start`.
@@ -238,6 +269,14 @@ class ProcessorService:
                 "returning a hashable key for each request"
             ) from None
         if found is None:
+            if type(request) not in PLAIN_TYPES:
+                try:
+                    dump(request)
+                except Exception as exc:
+                    raise TypeError(
+                        f"the request {request!r:.80} cannot be pickled ({type(exc).__name__}: "
+                        f"{exc}); requests travel to worker processes, so they must be picklable"
+                    ) from None
             found = self._waiting[key] = (Promise(request, self), [])
         found[1].append(callback)
         return found[0]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from raypw.compat import SERVICE_RUNNING, SERVICE_STOPPED, ProcessorService, PromiseSet
@@ -43,6 +45,31 @@ def test_requests_queued_before_start_run_once_started(gated, tmp_path):
     service.start()
     assert [p.get_result() for p in early] == ["free-1 processed.", "free-2 processed."]
     assert started(tmp_path) == ["free-1", "free-2"]
+
+
+class Holder:
+    """A request that can be made unpicklable after it was queued."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.held: object = None
+
+
+def test_a_request_that_cannot_be_pickled_is_refused_while_stopped_and_strands_nothing(
+    gated, tmp_path, caplog
+):
+    service = gated()
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        service.queue_request(threading.Lock())
+    good = service.queue_request("free-good")
+    spoiled_request = Holder("spoiled")
+    spoiled = service.queue_request(spoiled_request)
+    spoiled_request.held = threading.Lock()  # unpicklable by the time start() sends it
+    service.start()
+    assert good.get_result(timeout=60) == "free-good processed."
+    assert spoiled.get_result(timeout=60) is None and spoiled.is_request_aborted()
+    assert "was refused" in caplog.text and "cannot be pickled" in caplog.text
+    assert started(tmp_path) == ["free-good"]
 
 
 def test_start_twice_does_nothing_and_start_after_stop_restarts(gated, tmp_path):
