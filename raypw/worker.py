@@ -144,7 +144,16 @@ class _Worker:
     def __init__(
         self, processor_class: type, init_args: tuple[Any, ...], init_kwargs: dict[str, Any]
     ) -> None:
-        self._processor = processor_class(*init_args, **init_kwargs)
+        try:
+            self._processor = processor_class(*init_args, **init_kwargs)
+        except Exception:
+            raise
+        except BaseException as exc:  # sys.exit("model file missing") in the constructor
+            # Ray takes a BaseException here for the process ending, and restarts it (a crash
+            # dump each time) only to see it end again; as an error, start() names it.
+            raise RuntimeError(
+                f"{processor_class.__qualname__}() raised {type(exc).__name__}: {exc}"
+            ) from None
         self._name = type(self._processor).__qualname__
         # Whether the class overrides process_batch (vectorised) or we call process per item.
         self._vectorised = _overrides_process_batch(processor_class)

@@ -80,6 +80,16 @@ class BrokenConstructor(Processor):
         return request
 
 
+class ExitingConstructor(Processor):
+    """A processor whose constructor calls ``sys.exit()``."""
+
+    def __init__(self) -> None:
+        sys.exit("model file missing")
+
+    def process(self, request):  # pragma: no cover - never built
+        return request
+
+
 class BreaksWhenFlagged(Processor):
     """Builds while the file ``flag`` does not exist; once it does, its constructor raises."""
 

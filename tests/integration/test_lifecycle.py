@@ -25,7 +25,13 @@ from raypw import (
     WorkerDiedError,
 )
 from tests.integration.conftest import alive_raypw_actors, processed, wait_until
-from tests.integration.processors import BrokenConstructor, Gates, Recorder, Stamper
+from tests.integration.processors import (
+    BrokenConstructor,
+    ExitingConstructor,
+    Gates,
+    Recorder,
+    Stamper,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -104,6 +110,18 @@ def test_processor_constructor_error_fails_start_naming_class_and_cause():
     with pytest.raises(ServiceStartError, match="BrokenConstructor.*model file not found"):
         service.start()
     assert time.monotonic() - started < 30
+    assert not service.running
+    assert alive_raypw_actors() == []
+
+
+def test_processor_constructor_calling_sys_exit_fails_start_naming_it():
+    # Ray takes a SystemExit in an actor's constructor for its process ending, and restarted
+    # the worker only to see it end again; start() then said "the actor was restarted".
+    service = ProcessorService(ExitingConstructor, parallel_workers=1)
+    with pytest.raises(
+        ServiceStartError, match=r"ExitingConstructor\(\) raised SystemExit: model file missing"
+    ):
+        service.start()
     assert not service.running
     assert alive_raypw_actors() == []
 
