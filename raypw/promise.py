@@ -118,7 +118,10 @@ class Promise(Generic[ResultT]):
             WorkerDiedError: the worker or the service died before the request finished.
             Exception: whatever ``process()`` raised, as the same class, with the remote
                 traceback in its message.
+            TypeError, ValueError: ``timeout`` is not a number of seconds, 0 or more.
         """
+        if timeout is not None:
+            check_wait_timeout(timeout)
         if self._state == PENDING:
             with STATE_LOCK:
                 event = self._event
@@ -339,6 +342,14 @@ class _LoopWaker:
     def add(self, promises: list[Promise[Any]]) -> None:
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
             self.loop.call_soon_threadsafe(self.event.set)
+
+
+def check_wait_timeout(timeout: object) -> None:
+    """Raises naming ``timeout`` unless it is a number of seconds to wait (0 or more)."""
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"timeout must be a number of seconds or None, got {timeout!r:.80}")
+    if not timeout >= 0:  # also NaN
+        raise ValueError(f"timeout must be 0 seconds or more, got {timeout!r}")
 
 
 def _raisable(error: BaseException) -> BaseException:

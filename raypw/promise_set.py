@@ -13,7 +13,15 @@ from typing import Any, Generic, TypeVar
 
 from raypw.errors import ResultTimeoutError
 from raypw.progress import Progress
-from raypw.promise import _STATE_NAMES, ABORTED, PENDING, STATE_LOCK, Promise, _Listener
+from raypw.promise import (
+    _STATE_NAMES,
+    ABORTED,
+    PENDING,
+    STATE_LOCK,
+    Promise,
+    _Listener,
+    check_wait_timeout,
+)
 
 __all__ = ["PromiseSet"]
 
@@ -83,10 +91,26 @@ class PromiseSet(Generic[ResultT]):
         >>> ps = PromiseSet([svc.queue_request(r) for r in ["a", "b"]])  # doctest: +SKIP
         >>> for promise in ps.select():  # doctest: +SKIP
         ...     print(promise.get_result())
+
+    Raises:
+        TypeError: ``promises`` is not an iterable of raypw promises.
     """
 
     def __init__(self, promises: Iterable[Promise[ResultT]]) -> None:
-        self._promises: list[Promise[ResultT]] = list(dict.fromkeys(promises))
+        if isinstance(promises, Promise):
+            raise TypeError("promises must be an iterable of promises, got one promise: wrap it")
+        try:
+            self._promises: list[Promise[ResultT]] = list(dict.fromkeys(promises))
+        except TypeError:
+            raise TypeError(
+                f"promises must be an iterable of raypw promises, got {promises!r:.80}"
+            ) from None
+        for promise in self._promises:
+            if not isinstance(promise, Promise):
+                raise TypeError(
+                    "promises must hold raypw promises (what queue_request returns), got "
+                    f"{type(promise).__name__} {promise!r:.80}"
+                )
 
     def __len__(self) -> int:
         return len(self._promises)
@@ -116,7 +140,14 @@ class PromiseSet(Generic[ResultT]):
         Raises:
             ResultTimeoutError: (a ``TimeoutError``) time ran out; the message says how many
                 promises were unfinished. They keep running.
+            TypeError, ValueError: ``timeout`` is not a number of seconds, 0 or more (raised
+                by the call, before any iteration).
         """
+        if timeout is not None:
+            check_wait_timeout(timeout)  # here, at the call, not at the first next()
+        return self._select(timeout, progress)
+
+    def _select(self, timeout: float | None, progress: bool) -> Iterator[Promise[ResultT]]:
         selection = _Selection(self, _Waiter(), timeout, progress)
         bar = selection.bar
         try:
@@ -132,7 +163,7 @@ class PromiseSet(Generic[ResultT]):
         finally:
             selection.close()
 
-    async def aselect(
+    def aselect(
         self, timeout: float | None = None, progress: bool = False
     ) -> AsyncIterator[Promise[ResultT]]:
         """:meth:`select` for asyncio: ``async for promise in promise_set.aselect():``.
@@ -140,6 +171,13 @@ class PromiseSet(Generic[ResultT]):
         Waits without blocking the event loop (a plain ``asyncio.run`` program or Jupyter's
         running loop). ``async for promise in promise_set`` is the same without arguments.
         """
+        if timeout is not None:
+            check_wait_timeout(timeout)
+        return self._aselect(timeout, progress)
+
+    async def _aselect(
+        self, timeout: float | None, progress: bool
+    ) -> AsyncIterator[Promise[ResultT]]:
         selection = _Selection(self, _AsyncWaiter(asyncio.get_running_loop()), timeout, progress)
         bar = selection.bar
         try:
@@ -197,7 +235,14 @@ class PromiseSet(Generic[ResultT]):
 
         Raises:
             ResultTimeoutError: (a ``TimeoutError``) time ran out; says how many are unfinished.
+            TypeError: ``completed_callback`` is not callable; or, with ValueError, ``timeout``
+                is not a number of seconds, 0 or more.
         """
+        if completed_callback is not None and not callable(completed_callback):
+            raise TypeError(
+                "completed_callback must be a function taking the promise, or None; "
+                f"got {completed_callback!r:.80}"
+            )
         for promise in self.select(timeout, progress=progress):
             if completed_callback is None or (ignore_aborted and promise._state == ABORTED):
                 continue

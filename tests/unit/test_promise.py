@@ -1,4 +1,5 @@
 import asyncio
+import math
 import sys
 import threading
 import time
@@ -173,3 +174,35 @@ def test_the_future_of_a_promise_without_a_service_finishes_with_it():
     assert futures[0].result(timeout=0) == 1
     assert futures[1].cancelled() and futures[2].cancelled() and cancelled.is_aborted()
     assert done.future().result(timeout=0) == 1
+
+
+def test_bad_arguments_to_the_waits_are_refused_at_the_call_naming_them():
+    done, pending = Promise("a"), Promise("b")
+    finish(done, DONE, 1)
+    for bad, error in (
+        ("5", TypeError),
+        (True, TypeError),
+        (-1, ValueError),
+        (math.nan, ValueError),
+    ):
+        with pytest.raises(error, match="timeout"):
+            done.get_result(timeout=bad)
+        with pytest.raises(error, match="timeout"):
+            PromiseSet([done]).select(timeout=bad)  # at the call, not at the first next()
+        with pytest.raises(error, match="timeout"):
+            PromiseSet([done]).wait_for_all(timeout=bad)
+    with pytest.raises(TypeError, match="completed_callback"):
+        PromiseSet([done, pending]).wait_for_all(completed_callback=5)
+    for bad in ([done, 1], ["a"], 5, done):
+        with pytest.raises(TypeError, match="promises"):
+            PromiseSet(bad)
+    # What stays valid: a timeout of 0, ints, and an empty set.
+    assert done.get_result(timeout=0) == 1
+    assert list(PromiseSet([done]).select(timeout=1)) == [done]
+    assert list(PromiseSet([]).select()) == []
+    assert not pending.done()
+
+
+def test_aselect_refuses_a_bad_timeout_at_the_call():
+    with pytest.raises(ValueError, match="timeout"):
+        PromiseSet([Promise("a")]).aselect(timeout=-1)
