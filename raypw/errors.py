@@ -18,7 +18,9 @@ The hierarchy keeps the standard library's bases, so ``except TimeoutError`` and
 
 Exceptions raised by a processor's ``process()`` are not wrapped in these: ``get_result()``
 re-raises them as the user's own class (an instance of both Ray's ``RayTaskError`` and the
-original class) with the remote traceback in the message; only an exception that cannot be
+original class) with the remote traceback in the message, the original's attributes (an
+``OSError``'s ``errno``, ``strerror`` and ``filename`` too) and, as Ray makes it, the original
+exception as its only ``args`` item; only an exception that cannot be
 rebuilt in this process (its class needs other constructor arguments, or is not importable
 here) arrives as :class:`RemoteError`, with its class name, text and traceback.
 """

@@ -357,8 +357,16 @@ def _raisable(error: BaseException) -> BaseException:
     as_cause = getattr(error, "as_instanceof_cause", None)
     if as_cause is not None:
         raised: BaseException = as_cause()
+        cause = getattr(error, "cause", None)
+        if isinstance(cause, OSError) and raised is not error:
+            # Ray's copy reads the cause's Python attributes, but not OSError's own fields.
+            for field in _OS_ERROR_FIELDS:
+                setattr(raised, field, getattr(cause, field))
         return raised
     return error
+
+
+_OS_ERROR_FIELDS = ("errno", "strerror", "filename", "filename2")
 
 
 def _short(value: Any, limit: int = 60) -> str:

@@ -159,7 +159,7 @@ class LockedError(Exception):
 
 class Awkward(Processor):
     """``"lock"`` returns an unpicklable object; ``"two-args"`` raises TwoArgumentError;
-    ``"locked"`` raises LockedError."""
+    ``"locked"`` raises LockedError; ``"open:<path>"`` opens the file."""
 
     def process(self, request):
         if request == "lock":
@@ -168,6 +168,9 @@ class Awkward(Processor):
             raise TwoArgumentError(7, "cannot be rebuilt")
         if request.startswith("locked"):  # "locked#2": an equal failure, not a duplicate
             raise LockedError("connection lost")
+        if request.startswith("open:"):
+            with open(request[5:]):
+                pass
         return f"{request} ok"
 
 

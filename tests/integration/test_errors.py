@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import errno
+import os
+
 import pytest
 
 from raypw import PromiseSet, RemoteError
-from tests.integration.processors import Recorder
+from tests.integration.processors import Awkward, Recorder
 
 
 def test_process_error_is_reraised_as_its_class_with_remote_traceback(make_service):
@@ -56,3 +59,17 @@ def test_sys_exit_or_keyboard_interrupt_in_process_fails_only_its_request_on_bot
     assert {(r["pid"], r["built"]) for r in others} == {(pid, 1)}  # one worker, never rebuilt
     stats = service.stats()
     assert stats.worker_restarts == 0 and stats.failed == 3 and stats.done == 38
+
+
+def test_an_os_error_keeps_its_errno_and_file_name_on_both_paths(make_service, tmp_path):
+    service = make_service(Awkward, parallel_workers=1)
+    missing = str(tmp_path / "missing.yaml")
+    alone = service.queue_request(f"open:{missing}")  # the fast path
+    batch = service.queue_requests(["a", f"open:{missing}#2", "b"])
+    PromiseSet([alone, *batch]).wait_for_all(timeout=60)
+    for promise in (alone, batch[1]):
+        with pytest.raises(FileNotFoundError) as caught:
+            promise.get_result()
+        assert caught.value.errno == errno.ENOENT
+        assert caught.value.filename.startswith(missing)
+        assert caught.value.strerror == os.strerror(errno.ENOENT)
