@@ -14,6 +14,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import html
+import math
 import threading
 from collections.abc import Callable, Generator
 from typing import Any, Generic, Protocol, TypeVar
@@ -118,7 +119,7 @@ class Promise(Generic[ResultT]):
             WorkerDiedError: the worker or the service died before the request finished.
             Exception: whatever ``process()`` raised, as the same class, with the remote
                 traceback in its message.
-            TypeError, ValueError: ``timeout`` is not a number of seconds, 0 or more.
+            TypeError, ValueError: ``timeout`` is not a number of seconds (below 0: no wait).
         """
         if timeout is not None:
             check_wait_timeout(timeout)
@@ -345,11 +346,12 @@ class _LoopWaker:
 
 
 def check_wait_timeout(timeout: object) -> None:
-    """Raises naming ``timeout`` unless it is a number of seconds to wait (0 or more)."""
+    """Raises naming ``timeout`` unless it is a number of seconds to wait. One below 0 waits
+    not at all, as in ``concurrent.futures`` (a time left that ran out is not an error)."""
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
         raise TypeError(f"timeout must be a number of seconds or None, got {timeout!r:.80}")
-    if not timeout >= 0:  # also NaN
-        raise ValueError(f"timeout must be 0 seconds or more, got {timeout!r}")
+    if math.isnan(timeout):
+        raise ValueError("timeout must be a number of seconds, got NaN")
 
 
 def _raisable(error: BaseException) -> BaseException:

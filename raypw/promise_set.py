@@ -142,8 +142,8 @@ class PromiseSet(Generic[ResultT]):
         Raises:
             ResultTimeoutError: (a ``TimeoutError``) time ran out; the message says how many
                 promises were unfinished. They keep running.
-            TypeError, ValueError: ``timeout`` is not a number of seconds, 0 or more (raised
-                by the call, before any iteration).
+            TypeError, ValueError: ``timeout`` is not a number of seconds (raised by the
+                call, before any iteration; below 0: no wait).
         """
         if timeout is not None:
             check_wait_timeout(timeout)  # here, at the call, not at the first next()
@@ -238,7 +238,7 @@ class PromiseSet(Generic[ResultT]):
         Raises:
             ResultTimeoutError: (a ``TimeoutError``) time ran out; says how many are unfinished.
             TypeError: ``completed_callback`` is not callable; or, with ValueError, ``timeout``
-                is not a number of seconds, 0 or more.
+                is not a number of seconds.
         """
         if completed_callback is not None and not callable(completed_callback):
             raise TypeError(

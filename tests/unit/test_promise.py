@@ -182,7 +182,7 @@ def test_bad_arguments_to_the_waits_are_refused_at_the_call_naming_them():
     for bad, error in (
         ("5", TypeError),
         (True, TypeError),
-        (-1, ValueError),
+        ([1], TypeError),
         (math.nan, ValueError),
     ):
         with pytest.raises(error, match="timeout"):
@@ -196,13 +196,17 @@ def test_bad_arguments_to_the_waits_are_refused_at_the_call_naming_them():
     for bad in ([done, 1], ["a"], 5, done):
         with pytest.raises(TypeError, match="promises"):
             PromiseSet(bad)
-    # What stays valid: a timeout of 0, ints, and an empty set.
+    # What stays valid: a timeout of 0, ints, one below 0 (no wait, as in concurrent.futures:
+    # a time left that ran out), and an empty set.
     assert done.get_result(timeout=0) == 1
+    assert done.get_result(timeout=-1) == 1
+    with pytest.raises(ResultTimeoutError):
+        pending.get_result(timeout=-0.5)
     assert list(PromiseSet([done]).select(timeout=1)) == [done]
     assert list(PromiseSet([]).select()) == []
     assert not pending.done()
 
 
 def test_aselect_refuses_a_bad_timeout_at_the_call():
-    with pytest.raises(ValueError, match="timeout"):
-        PromiseSet([Promise("a")]).aselect(timeout=-1)
+    with pytest.raises(TypeError, match="timeout"):
+        PromiseSet([Promise("a")]).aselect(timeout="1")
