@@ -190,10 +190,15 @@ class DeadlineRuns:
         """
         lane = self._lane
         heap = self._heap
+        # The usual call: the ids follow on the last run's and the deadline rounds up to its
+        # (it lies in the tick before it), so it extends that run without rounding.
+        if lane and lane[-3] - TICK_SECONDS < deadline <= lane[-3] and first == lane[-2] + lane[-1]:
+            lane[-1] += count  # one store: an interrupt leaves no half
+            return OVER_LIMIT if len(lane) + 3 * len(heap) > self._slots_limit else 0
         if math.isfinite(deadline):
             deadline = round_up_to_tick(deadline)
         if lane and deadline == lane[-3] and first == lane[-2] + lane[-1]:
-            lane[-1] += count  # one store: an interrupt leaves no half
+            lane[-1] += count
             return OVER_LIMIT if len(lane) + 3 * len(heap) > self._slots_limit else 0
         if not lane or deadline >= lane[-3]:
             lane.extend((deadline, first, count))  # one C call: an interrupt leaves no half

@@ -170,3 +170,27 @@ def test_a_run_due_on_a_tick_keeps_that_deadline_and_a_run_continuing_it_extends
     runs.add(on_tick, 1, 2)
     runs.add(on_tick, 3, 1)
     assert runs.runs() == [(on_tick, 1, 3)]
+
+
+def test_deadline_runs_hold_each_id_once_never_early_and_at_most_a_tick_late():
+    # Calls of one request each, as queue_request() makes them: in order, a few us apart, now
+    # and then out of order or with a gap in the ids (another call's requests had none).
+    rng = random.Random(7)
+    runs = DeadlineRuns(10**9)
+    wanted: dict[int, float] = {}
+    at, next_id = 1_000.0, 1
+    for _ in range(20_000):
+        at += rng.choice((2e-6, 5e-6, 3e-4, 1e-3))
+        deadline = at - 0.01 if rng.random() < 0.02 else at
+        next_id += rng.random() < 0.05
+        wanted[next_id] = deadline
+        runs.add(deadline, next_id, 1)
+        next_id += 1
+    held = {}
+    for deadline, first, count in runs.runs():
+        for request_id in range(first, first + count):
+            assert request_id not in held
+            held[request_id] = deadline
+    assert held.keys() == wanted.keys()
+    assert all(wanted[i] <= held[i] < wanted[i] + TICK_SECONDS * 1.000001 for i in held)
+    assert len(runs) < len(wanted) / 2  # runs were extended, not one made per call
