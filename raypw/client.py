@@ -528,7 +528,7 @@ class Client:
                 and not self._by_id
                 and not self._outbox
             )
-            lease = self._fast.free_lease() if lone else None
+            lease = self._fast.free_lease() if lone and _ray_connected() else None
             # Phase 2 commits with a few C-level calls, in an order that leaves nothing
             # half-queued if an interrupt lands between them.
             wake = not self._outbox
@@ -852,6 +852,10 @@ class Client:
         if sent and if_unstarted:
             return self._abort_if_unstarted(promise)
         self._deliver(notes)
+        if not _ray_connected():
+            # ray.shutdown() began here: the actors end with it, and a call into Ray now
+            # would start a new local Ray or reach the core worker being torn down.
+            return True
         if direct_ref is not None and went_to is not None:
             try:
                 # Withdrawn by the worker if not begun; a running one is cancelled (which a
@@ -878,18 +882,24 @@ class Client:
 
     def _abort_if_unstarted(self, promise: Promise[Any]) -> bool:
         """Asks the coordinator to withdraw a sent request unless it started; settles the
-        promise aborted if it was withdrawn. Returns whether it was."""
+        promise aborted if it was withdrawn. Returns whether it was. Once ray.shutdown()
+        began here nothing runs any more: it is aborted without asking."""
         import ray
 
-        with self._send_lock:  # a submit carrying it, if in progress, goes out first
-            message = _abort_message(self.client_id, self._epoch, [promise])
-        try:
-            withdrawn = ray.get(
-                self._coordinator.abort_unstarted.remote(message), timeout=_ABORT_TIMEOUT
-            )
-        except Exception:
-            logger.warning("the coordinator did not answer the abort of %r", promise, exc_info=True)
-            return False
+        if _ray_connected():
+            with self._send_lock:  # a submit carrying it, if in progress, goes out first
+                message = _abort_message(self.client_id, self._epoch, [promise])
+            try:
+                withdrawn = ray.get(
+                    self._coordinator.abort_unstarted.remote(message), timeout=_ABORT_TIMEOUT
+                )
+            except Exception:
+                logger.warning(
+                    "the coordinator did not answer the abort of %r", promise, exc_info=True
+                )
+                return False
+        else:
+            withdrawn = [promise._id]
         notes = Notes()
         with STATE_LOCK:
             if promise._id not in withdrawn or promise._state != PENDING:
@@ -973,6 +983,16 @@ class Client:
             self._deliver(notes)
             if stopped:
                 return
+            if not _ray_connected():
+                # ray.shutdown() began in this program: a call into Ray now would start a new
+                # local Ray (ray.get's auto-init) or reach the core worker being torn down,
+                # which ends the process. What is pending stays so; the collector aborts it
+                # once the teardown is over.
+                with STATE_LOCK:
+                    self._outbox.clear()
+                    self._outbox_ready.wait(0.1)
+                previous = None
+                continue
             if lease_wanted:
                 self._renew_lease()
             self.report_fast_path()
@@ -1379,6 +1399,13 @@ def _ray_shutting_down(grace: float) -> bool:
             return False
         time.sleep(0.05)
     return True
+
+
+def _ray_connected() -> bool:
+    """False once ``ray.shutdown()`` began in this program (or Ray never started)."""
+    import ray
+
+    return bool(ray.is_initialized())
 
 
 def _wait_for_core_worker_teardown(timeout: float) -> None:

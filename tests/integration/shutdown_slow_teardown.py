@@ -23,7 +23,7 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 import ray  # noqa: E402
 import ray._private.worker  # noqa: E402
 
-from raypw import PromiseAbortedError  # noqa: E402
+from raypw import PromiseAbortedError, ServiceNotRunningError  # noqa: E402
 from tests.integration.shutdown_first import start_with_a_slow_request  # noqa: E402
 
 
@@ -61,19 +61,51 @@ def main() -> None:
                 ended.append("aborted")
             ended_at.append(time.monotonic())
 
+    produced: list[Any] = []
+    producing = threading.Event()
+    refused: list[str] = []
+
+    def produce() -> None:  # a thread of the user's that goes on queueing meanwhile
+        i = 0
+        while not producing.is_set():
+            try:
+                produced.append(service.queue_request(f"late{i}"))
+            except ServiceNotRunningError as exc:
+                refused.append(str(exc))
+                return
+            if i % 10 == 5:
+                produced[-1].abort()  # and aborts some of them
+            i += 1
+            time.sleep(0.01)
+
     waiter = threading.Thread(target=wait_for_all)
     waiter.start()
+    producer = threading.Thread(target=produce)
+    producer.start()
     worker = ray._private.worker.global_worker
     held = HeldTeardown(worker.core_worker)
     worker.core_worker = held
     ray.shutdown()
     waiter.join()
+    producing.set()
+    producer.join()
+    late = []
+    for promise in produced:
+        try:
+            promise.get_result(timeout=30)
+            late.append("done")
+        except PromiseAbortedError:
+            late.append("aborted")
+    ray_again = ray.is_initialized()
     service.stop()
     assert held.torn_down_at is not None
     report = {
         "ended": ended,
         "ended_before_teardown": sum(at < held.torn_down_at for at in ended_at),
         "late_calls": held.late_calls,
+        "queued_meanwhile": late,
+        "refused": refused,
+        "ray_again": ray_again,
     }
     print(json.dumps(report))
     sys.stdout.flush()

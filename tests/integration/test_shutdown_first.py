@@ -58,8 +58,13 @@ def test_raypw_lets_go_of_its_refs_only_after_ray_tore_its_core_worker_down():
     # Ray ends the whole process when an ObjectRef is dropped after its core worker was torn
     # down and before ray.shutdown() lets go of it (CI saw the program above die so): the
     # collector, woken by the teardown, aborted its promises and dropped its poll's ref.
+    # A thread of the program goes on queueing (and aborting some) meanwhile: raypw calls
+    # no Ray API then, which would reach the torn-down core worker or start Ray again.
     report, _ = run_program("tests.integration.shutdown_slow_teardown", timeout=240)
     assert report["late_calls"] == []
     assert report["ended_before_teardown"] == 0
     assert len(report["ended"]) == 21
     assert report["ended"][0] == "aborted"
+    assert report["queued_meanwhile"] and set(report["queued_meanwhile"]) == {"aborted"}
+    assert report["refused"] == ["the service is not running: Ray was shut down in this program"]
+    assert report["ray_again"] is False
