@@ -176,6 +176,9 @@ class Client:
         # (one queue() call's), while they may still be in the outbox: one whose deadline
         # passes before it is sent fails here, and is never sent.
         self._unsent_deadlines = DeadlineRuns(_MIN_DEADLINE_HEAP)
+        # Whether Ray was up when the client was made (it is, but for a unit test's fake
+        # coordinator): only then does Ray going mean ray.shutdown() ran here.
+        self._on_ray = _ray_connected()
         self._submits = 0  # submits sent; each promise notes the one that carried it
         self._sent = 0  # promises sent to the coordinator and not finished
         self._sent_bytes = 0  # their requests' size
@@ -528,7 +531,7 @@ class Client:
                 and not self._by_id
                 and not self._outbox
             )
-            lease = self._fast.free_lease() if lone and _ray_connected() else None
+            lease = self._fast.free_lease() if lone and not self._ray_went() else None
             # Phase 2 commits with a few C-level calls, in an order that leaves nothing
             # half-queued if an interrupt lands between them.
             wake = not self._outbox
@@ -852,7 +855,7 @@ class Client:
         if sent and if_unstarted:
             return self._abort_if_unstarted(promise)
         self._deliver(notes)
-        if not _ray_connected():
+        if self._ray_went():
             # ray.shutdown() began here: the actors end with it, and a call into Ray now
             # would start a new local Ray or reach the core worker being torn down.
             return True
@@ -886,7 +889,7 @@ class Client:
         began here nothing runs any more: it is aborted without asking."""
         import ray
 
-        if _ray_connected():
+        if not self._ray_went():
             with self._send_lock:  # a submit carrying it, if in progress, goes out first
                 message = _abort_message(self.client_id, self._epoch, [promise])
             try:
@@ -983,7 +986,7 @@ class Client:
             self._deliver(notes)
             if stopped:
                 return
-            if not _ray_connected():
+            if self._ray_went():
                 # ray.shutdown() began in this program: a call into Ray now would start a new
                 # local Ray (ray.get's auto-init) or reach the core worker being torn down,
                 # which ends the process. What is pending stays so; the collector aborts it
@@ -1122,6 +1125,12 @@ class Client:
             # Asked again after settling: news meanwhile waits at the coordinator, and a
             # lone result is not delayed by the cost of the next call.
             answer = self._coordinator.poll.remote(self.client_id).future()
+
+    def _ray_went(self) -> bool:
+        """True once ``ray.shutdown()`` began in this program: a call into Ray then would
+        start a new local Ray (``ray.get``'s auto-init) or reach the core worker being torn
+        down, which ends the process."""
+        return self._on_ray and not _ray_connected()
 
     def _ray_gone(self) -> bool:
         """True, with the pending promises aborted, once ray.shutdown() ran here: asked
