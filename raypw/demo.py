@@ -39,3 +39,11 @@ def run(seconds: float = 5.0, workers: int = 2, address: str | None = None) -> N
         for promise in promises:
             result = promise.get_result()
             print(f"{time.monotonic() - started:5.2f} s  {result}", flush=True)
+
+
+if __name__ == "__main__":  # python -m raypw.demo [--seconds S ...]: ``raypw demo``
+    import sys
+
+    from raypw.cli import main
+
+    sys.exit(main(["demo", *sys.argv[1:]]))

@@ -23,6 +23,22 @@ def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def test_python_m_raypw_demo_is_raypw_demo():
+    address = ray.get_runtime_context().gcs_address
+    environment = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_AUTH_MODE": "token"}
+    result = subprocess.run(
+        [sys.executable, "-m", "raypw.demo", "--seconds", "0.5", "--address", address],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=environment,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    processed = [line.split()[2] for line in result.stdout.splitlines() if "processed." in line]
+    assert processed == ["hola", "hola2", "hola3", "hola4"]
+
+
 def test_status_lists_named_services_with_their_stats(make_service):
     service = make_service(Recorder, parallel_workers=2, name="listed")
     service.queue_requests([f"s{i}" for i in range(30)])[-1].get_result(timeout=60)
