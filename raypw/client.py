@@ -933,6 +933,13 @@ class Client:
         """Promises not finished yet."""
         return len(self._by_id)
 
+    @property
+    def broken(self) -> BaseException | None:
+        """Why the client takes no more requests though it was not stopped (its coordinator
+        died and could not be replaced, another program stopped the service, Ray was shut
+        down here); None while it works."""
+        return self._broken
+
     def counts(self) -> dict[str, int]:
         """This client's promises by state, requests deduplicated here, and requests not yet
         handed to the coordinator."""

@@ -667,8 +667,12 @@ class ProcessorService(Generic[RequestT, ResultT]):
 
     @property
     def running(self) -> bool:
-        """True between ``start()`` and ``stop()``."""
-        return self._state is _Lifecycle.RUNNING
+        """True between ``start()`` and ``stop()``, unless the service failed meanwhile (its
+        coordinator died and could not be replaced, another program stopped it, Ray was shut
+        down): ``queue_request`` then raises :class:`~raypw.ServiceNotRunningError` saying
+        why."""
+        client = self._client
+        return self._state is _Lifecycle.RUNNING and (client is None or client.broken is None)
 
     # -- requests --------------------------------------------------------------------------
 
@@ -835,13 +839,11 @@ class ProcessorService(Generic[RequestT, ResultT]):
         Raises:
             ServiceNotRunningError: the service is not running.
         """
-        import ray
-
-        coordinator, client = self._coordinator, self._client
-        if coordinator is None or client is None or self._state is not _Lifecycle.RUNNING:
+        client = self._client
+        if client is None or self._state is not _Lifecycle.RUNNING:
             raise ServiceNotRunningError("the service is not running")
         client.report_fast_path(wait=True)  # first: so that the coordinator counts them
-        shared: dict[str, Any] = ray.get(coordinator.stats.remote(), timeout=30)
+        shared = self._coordinator_stats(client)
         mine = client.counts()
         return ServiceStats(
             pending=mine["pending"],
@@ -866,13 +868,43 @@ class ProcessorService(Generic[RequestT, ResultT]):
             fast_path=mine["fast_path"],
         )
 
+    def _coordinator_stats(self, client: Client) -> dict[str, Any]:
+        """The coordinator's counters. One that died is waited for while the client
+        replaces it (up to ``start_timeout``), so a death costs a stats() call a few seconds,
+        not an error.
+
+        Raises:
+            ServiceNotRunningError: the service failed or was stopped meanwhile.
+        """
+        import ray
+        from ray.exceptions import RayActorError
+
+        until = time.monotonic() + self.config.start_timeout
+        while True:
+            if client.broken is not None:
+                raise ServiceNotRunningError(f"the service is not running: {client.broken}")
+            if self._state is not _Lifecycle.RUNNING:
+                raise ServiceNotRunningError("the service is not running")
+            coordinator = self._coordinator
+            if coordinator is not None:
+                try:
+                    shared: dict[str, Any] = ray.get(coordinator.stats.remote(), timeout=30)
+                    return shared
+                except RayActorError:  # died: the client's collector starts another
+                    if time.monotonic() >= until:
+                        raise
+            time.sleep(0.1)
+
     def __repr__(self) -> str:
         name = f" name={self.config.name!r}" if self.config.name else ""
         running = self._state is _Lifecycle.RUNNING
+        state = self._state.value
+        if running and self._client is not None and self._client.broken is not None:
+            running, state = False, "failed"
         pending = f" pending={self._client.pending}" if running and self._client else ""
         return (
             f"<ProcessorService {self.processor_class.__name__} "
-            f"workers={self.config.parallel_workers} {self._state.value}{name}{pending}>"
+            f"workers={self.config.parallel_workers} {state}{name}{pending}>"
         )
 
     def _repr_html_(self) -> str:

@@ -271,17 +271,31 @@ def test_get_result_timeout_leaves_the_request_running(make_service, tmp_path):
     assert promise.get_result(timeout=60) == "held processed."
 
 
+def _dead(actor) -> bool:
+    try:
+        ray.get(actor.stats.remote(), timeout=30)
+    except ray.exceptions.RayActorError:
+        return True
+    return False
+
+
 def test_coordinator_killed_mid_run_is_replaced_and_every_promise_completes(make_service, tmp_path):
     log = tmp_path / "log"
     service = make_service(Stamper, parallel_workers=2, processor_class_init_args=(str(log),))
     promises = service.queue_requests(f"sleep0.02#{i}" for i in range(300))
     while len(stamps(log)) < 20:
         time.sleep(0.02)
-    ray.kill(service._coordinator)
+    dead = service._coordinator
+    ray.kill(dead)
+    wait_until(lambda: _dead(dead), "the killed coordinator answers no more")
+    # Asked once it is dead (its replacement takes seconds), stats() waits for the
+    # replacement rather than raise Ray's ActorDiedError.
+    assert service.stats().pending >= 1 and service.running
     PromiseSet(promises).wait_for_all(timeout=90)
     assert [p.get_result() for p in promises] == [f"sleep0.02#{i} processed." for i in range(300)]
     assert service.queue_request("after").get_result(timeout=30) == "after processed."
     assert len({pid for _, _, pid in stamps(log)}) == 4  # two workers, then two new ones
+    assert service.stats().coordinator_replacements == 1
 
 
 def test_dead_coordinator_that_cannot_be_replaced_fails_every_promise(make_service, tmp_path):
@@ -299,3 +313,8 @@ def test_dead_coordinator_that_cannot_be_replaced_fails_every_promise(make_servi
     assert all(p.done() for p in promises)
     with pytest.raises(ServiceNotRunningError, match="could not be replaced"):
         service.queue_request("late")
+    # The service says it failed, everywhere a user looks.
+    assert not service.running
+    assert " failed" in repr(service)
+    with pytest.raises(ServiceNotRunningError, match="could not be replaced"):
+        service.stats()
