@@ -15,6 +15,7 @@ import concurrent.futures
 import contextlib
 import html
 import math
+import numbers
 import threading
 from collections.abc import Callable, Generator
 from typing import Any, Generic, Protocol, TypeVar
@@ -122,7 +123,7 @@ class Promise(Generic[ResultT]):
             TypeError, ValueError: ``timeout`` is not a number of seconds (below 0: no wait).
         """
         if timeout is not None:
-            check_wait_timeout(timeout)
+            timeout = check_wait_timeout(timeout)
         if self._state == PENDING:
             with STATE_LOCK:
                 event = self._event
@@ -345,13 +346,16 @@ class _LoopWaker:
             self.loop.call_soon_threadsafe(self.event.set)
 
 
-def check_wait_timeout(timeout: object) -> None:
-    """Raises naming ``timeout`` unless it is a number of seconds to wait. One below 0 waits
-    not at all, as in ``concurrent.futures`` (a time left that ran out is not an error)."""
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+def check_wait_timeout(timeout: object) -> float:
+    """Returns ``timeout`` as float seconds, or raises naming it unless it is a number. One
+    below 0 waits not at all, as in ``concurrent.futures`` (a time left that ran out is not an
+    error)."""
+    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):  # numpy's too
         raise TypeError(f"timeout must be a number of seconds or None, got {timeout!r:.80}")
-    if math.isnan(timeout):
+    seconds = float(timeout)
+    if math.isnan(seconds):
         raise ValueError("timeout must be a number of seconds, got NaN")
+    return seconds
 
 
 def _raisable(error: BaseException) -> BaseException:

@@ -146,7 +146,7 @@ class PromiseSet(Generic[ResultT]):
                 call, before any iteration; below 0: no wait).
         """
         if timeout is not None:
-            check_wait_timeout(timeout)  # here, at the call, not at the first next()
+            timeout = check_wait_timeout(timeout)  # at the call, not at the first next()
         return self._select(timeout, progress)
 
     def _select(self, timeout: float | None, progress: bool) -> Iterator[Promise[ResultT]]:
@@ -174,7 +174,7 @@ class PromiseSet(Generic[ResultT]):
         running loop). ``async for promise in promise_set`` is the same without arguments.
         """
         if timeout is not None:
-            check_wait_timeout(timeout)
+            timeout = check_wait_timeout(timeout)
         return self._aselect(timeout, progress)
 
     async def _aselect(

@@ -1,4 +1,5 @@
 import asyncio
+import fractions
 import math
 import sys
 import threading
@@ -200,6 +201,11 @@ def test_bad_arguments_to_the_waits_are_refused_at_the_call_naming_them():
     # a time left that ran out), and an empty set.
     assert done.get_result(timeout=0) == 1
     assert done.get_result(timeout=-1) == 1
+    # Any real number: numpy's scalars too (numbers.Real), here a Fraction.
+    assert done.get_result(timeout=fractions.Fraction(3)) == 1
+    with pytest.raises(ResultTimeoutError):
+        pending.get_result(timeout=fractions.Fraction(1, 50))
+    assert list(PromiseSet([done]).select(timeout=fractions.Fraction(1))) == [done]
     with pytest.raises(ResultTimeoutError):
         pending.get_result(timeout=-0.5)
     assert list(PromiseSet([done]).select(timeout=1)) == [done]
