@@ -75,6 +75,7 @@ from raypw.protocol import (
     Submit,
     TimedOut,
     dump,
+    dump_request,
 )
 
 __all__ = ["Client"]
@@ -814,13 +815,7 @@ class Client:
         if type(request) in PLAIN_TYPES:
             size = len(request) if isinstance(request, (str, bytes)) else 8
             return request, key, request, size
-        try:
-            carried = dump(request)
-        except Exception as exc:
-            raise TypeError(
-                f"the request {request!r:.80} cannot be pickled ({type(exc).__name__}: {exc}); "
-                "requests travel to worker processes, so they must be picklable"
-            ) from None
+        carried = dump_request(request)
         return request, key, carried, len(carried.data)
 
     # -- aborting --------------------------------------------------------------------------

@@ -39,6 +39,7 @@ __all__ = [
     "TimedOut",
     "WorkBatch",
     "dump",
+    "dump_request",
     "load",
 ]
 
@@ -79,6 +80,21 @@ def dump(value: Any) -> Any:
 
         data = cloudpickle.dumps(value, protocol=5)  # type: ignore[no-untyped-call]
     return Pickled(data)
+
+
+def dump_request(request: Any) -> Any:
+    """:func:`dump` of a request a user queued.
+
+    Raises:
+        TypeError: it cannot be pickled; the message names the request and why.
+    """
+    try:
+        return dump(request)
+    except Exception as exc:
+        raise TypeError(
+            f"the request {request!r:.80} cannot be pickled ({type(exc).__name__}: {exc}); "
+            "requests travel to worker processes, so they must be picklable"
+        ) from None
 
 
 def load(value: Any) -> Any:

@@ -13,7 +13,7 @@ from typing import Any
 import raypw
 from raypw.compat.promise import Callback, Promise
 from raypw.errors import ServiceNotRunningError
-from raypw.protocol import PLAIN_TYPES, dump
+from raypw.protocol import dump_request
 
 __all__ = ["SERVICE_RUNNING", "SERVICE_STOPPED", "Processor", "ProcessorService"]
 
@@ -269,14 +269,7 @@ class ProcessorService:
                 "returning a hashable key for each request"
             ) from None
         if found is None:
-            if type(request) not in PLAIN_TYPES:
-                try:
-                    dump(request)
-                except Exception as exc:
-                    raise TypeError(
-                        f"the request {request!r:.80} cannot be pickled ({type(exc).__name__}: "
-                        f"{exc}); requests travel to worker processes, so they must be picklable"
-                    ) from None
+            dump_request(request)  # refused now, as while running, not at start()
             found = self._waiting[key] = (Promise(request, self), [])
         found[1].append(callback)
         return found[0]
