@@ -897,10 +897,9 @@ class ProcessorService(Generic[RequestT, ResultT]):
 
     def __repr__(self) -> str:
         name = f" name={self.config.name!r}" if self.config.name else ""
-        running = self._state is _Lifecycle.RUNNING
-        state = self._state.value
-        if running and self._client is not None and self._client.broken is not None:
-            running, state = False, "failed"
+        running = self.running
+        failed = self._state is _Lifecycle.RUNNING and not running
+        state = "failed" if failed else self._state.value
         pending = f" pending={self._client.pending}" if running and self._client else ""
         return (
             f"<ProcessorService {self.processor_class.__name__} "

@@ -397,8 +397,9 @@ def _remote_error(exc: BaseException, function_name: str) -> Pickled:
     )
     try:
         carried = dump(error)
-        rebuilt = load(carried)  # an exception class whose __init__ needs other arguments
-        assert isinstance(carried, Pickled)  # fails here
+        # An exception class whose __init__ needs other arguments fails here.
+        rebuilt = load(carried)
+        assert isinstance(carried, Pickled)
     except Exception as problem:
         why = f"the exception itself could not be sent back: {type(problem).__name__}: {problem}"
         return _as_remote_error(exc, function_name, why, text)
